@@ -1,0 +1,73 @@
+# scc: serverless confidential containers.
+# `make help` lists the targets.
+
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+
+# Downloads and tools built once per machine (kernel package, containerd).
+SCC_CACHE_DIR ?= /var/cache/scc
+# The guest image (vmlinux, initrd.img, manifest.json).
+GUEST_DIR ?= $(CURDIR)/build/guest
+CONTAINERD_VERSION := $(shell awk '$$1 == "github.com/containerd/containerd/v2" {print $$2}' go.mod)
+CONTAINERD_BIN := $(SCC_CACHE_DIR)/containerd-$(CONTAINERD_VERSION)/bin
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+GO ?= go
+GO_LDFLAGS := -X github.com/sccontainers/scc/shim.Version=$(VERSION)
+# The agent is PID 1 of the guest initramfs: a static binary. runc's
+# libcontainer needs cgo (nsenter), so it is linked statically with cgo.
+AGENT_TAGS := netgo osusergo static_build seccomp
+
+export SCC_CACHE_DIR GUEST_DIR CONTAINERD_BIN
+
+.PHONY: help deps build agent guest containerd protos check-protos test unit e2e demo bench lint clean
+
+help: ## List the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## Install what building and testing need (apt packages, containerd at the pinned version).
+	hack/install-deps.sh
+	$(MAKE) containerd
+
+containerd: $(CONTAINERD_BIN)/containerd ## Build containerd and ctr at the version go.mod pins.
+
+$(CONTAINERD_BIN)/containerd: go.mod
+	mkdir -p $(CONTAINERD_BIN)
+	$(GO) build -o $(CONTAINERD_BIN)/ github.com/containerd/containerd/v2/cmd/containerd \
+		github.com/containerd/containerd/v2/cmd/ctr github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+
+build: agent ## Build bin/containerd-shim-scc-v2, bin/scc and bin/scc-agent.
+	$(GO) build -ldflags '$(GO_LDFLAGS)' -o bin/ ./cmd/containerd-shim-scc-v2 ./cmd/scc
+
+agent:
+	CGO_ENABLED=1 $(GO) build -tags '$(AGENT_TAGS)' -ldflags '-s -w -extldflags "-static" $(GO_LDFLAGS)' -o bin/scc-agent ./cmd/scc-agent
+
+guest: build ## Build the guest image (kernel from Debian's package, initramfs with the agent) into GUEST_DIR.
+	bin/scc guest build --agent bin/scc-agent --cache $(SCC_CACHE_DIR) --out $(GUEST_DIR)
+
+protos: ## Regenerate the agent API from api/agent/v1/*.proto.
+	$(GO) build -o bin/ github.com/containerd/ttrpc/cmd/protoc-gen-go-ttrpc google.golang.org/protobuf/cmd/protoc-gen-go
+	PATH=$(CURDIR)/bin:$$PATH protoc -I api -I /usr/include --go_out=api --go_opt=paths=source_relative \
+		--go-ttrpc_out=api --go-ttrpc_opt=paths=source_relative api/agent/v1/*.proto
+
+check-protos: protos ## Fail if the committed generated code is stale.
+	@git diff --exit-code -- api/ || (echo "generated code in api/ is stale: run make protos" && exit 1)
+
+test: deps guest ## Run every test (unit and end-to-end against containerd and QEMU).
+	SCC_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 40m ./...
+
+unit: ## Run the tests that need neither root nor QEMU images built.
+	$(GO) test -short -count=1 ./...
+
+e2e: build guest ## Run only the end-to-end tests.
+	SCC_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 30m -v ./tests/...
+
+demo: deps guest ## Run a container in a VM through a private containerd.
+	SCC_BIN=$(CURDIR)/bin hack/demo.sh
+
+lint: ## gofmt and go vet.
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go') && exit 1)
+	$(GO) vet ./...
+
+clean: ## Remove build outputs.
+	rm -rf bin build

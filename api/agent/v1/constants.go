@@ -1,0 +1,14 @@
+package agent
+
+// Names shared by the host and the guest.
+const (
+	// PortName is the name of the virtio-serial port that carries the
+	// agent's ttrpc connection.
+	PortName = "io.scc.agent"
+	// SharedTag is the virtio-9p mount tag of the sandbox's shared
+	// directory.
+	SharedTag = "scc"
+	// GuestSharedDir is where the agent mounts the shared directory. The
+	// host puts container <id>'s rootfs at <GuestSharedDir>/<id>/rootfs.
+	GuestSharedDir = "/run/scc/shared"
+)

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/sccontainers/scc/shim"
+	"github.com/sccontainers/scc/vmm"
+	"github.com/sccontainers/scc/vmm/image"
+)
+
+// finding is one line of `scc check`.
+type finding struct {
+	name   string
+	ok     bool
+	detail string
+	// required findings make the check fail; others only inform.
+	required bool
+}
+
+func runCheck(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "shim configuration file (default: $SCC_CONFIG or "+shim.DefaultConfigPath+")")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := shim.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	fds := []finding{
+		checkQEMU(ctx, cfg.VM.QEMU),
+		checkFile("firmware", cfg.VM.Firmware, true),
+		checkAccel(cfg.VM.Accel),
+		checkGuest(cfg.GuestDir),
+		checkCommand(ctx, "swtpm", []string{"swtpm", "--version"}, false),
+		checkSNP(),
+		checkTDX(),
+	}
+	failed := false
+	for _, f := range fds {
+		mark := "ok  "
+		if !f.ok {
+			mark = "no  "
+			if f.required {
+				mark = "FAIL"
+				failed = true
+			}
+		}
+		fmt.Printf("%s %-10s %s\n", mark, f.name, f.detail)
+	}
+	if failed {
+		return errors.New("this host cannot run scc sandboxes yet")
+	}
+	fmt.Println("runtime classes: scc (VM isolation)" + confidentialClasses(fds))
+	return nil
+}
+
+func checkQEMU(ctx context.Context, bin string) finding {
+	f := checkCommand(ctx, "qemu", []string{bin, "--version"}, true)
+	if f.ok {
+		f.detail = strings.SplitN(f.detail, "\n", 2)[0]
+	}
+	return f
+}
+
+func checkCommand(ctx context.Context, name string, argv []string, required bool) finding {
+	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		return finding{name: name, detail: fmt.Sprintf("%s: %v", argv[0], err), required: required}
+	}
+	return finding{name: name, ok: true, detail: strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0]), required: required}
+}
+
+func checkFile(name, path string, required bool) finding {
+	if _, err := os.Stat(path); err != nil {
+		return finding{name: name, detail: err.Error(), required: required}
+	}
+	return finding{name: name, ok: true, detail: path, required: required}
+}
+
+func checkAccel(configured string) finding {
+	acc, why := vmm.DetectAccel()
+	detail := fmt.Sprintf("configured %s; auto picks %s (%s)", configured, acc, why)
+	ok := configured != string(vmm.AccelKVM) || acc == vmm.AccelKVM
+	return finding{name: "accel", ok: ok, detail: detail, required: true}
+}
+
+func checkGuest(dir string) finding {
+	m, err := image.Load(dir)
+	if err != nil {
+		return finding{name: "guest", detail: err.Error(), required: true}
+	}
+	if err := m.Verify(); err != nil {
+		return finding{name: "guest", detail: err.Error(), required: true}
+	}
+	return finding{name: "guest", ok: true, required: true, detail: fmt.Sprintf("%s kernel %s sha256:%s, initrd sha256:%s, cmdline sha256:%s",
+		dir, m.KernelRelease, short(m.Kernel.SHA256), short(m.Initrd.SHA256), short(m.CmdlineSHA256))}
+}
+
+func short(h string) string {
+	if len(h) > 16 {
+		return h[:16]
+	}
+	return h
+}
+
+// checkSNP looks for AMD SEV-SNP: the host firmware device and KVM's
+// sev_snp parameter.
+func checkSNP() finding {
+	param := readParam("/sys/module/kvm_amd/parameters/sev_snp")
+	_, devErr := os.Stat("/dev/sev")
+	if devErr == nil && (param == "Y" || param == "1") {
+		return finding{name: "sev-snp", ok: true, detail: "/dev/sev present, kvm_amd sev_snp=" + param}
+	}
+	return finding{name: "sev-snp", detail: fmt.Sprintf("not available (/dev/sev: %v, kvm_amd sev_snp=%q)", errString(devErr), param)}
+}
+
+// checkTDX looks for Intel TDX through KVM's tdx parameter.
+func checkTDX() finding {
+	param := readParam("/sys/module/kvm_intel/parameters/tdx")
+	if param == "Y" || param == "1" {
+		return finding{name: "tdx", ok: true, detail: "kvm_intel tdx=" + param}
+	}
+	return finding{name: "tdx", detail: fmt.Sprintf("not available (kvm_intel tdx=%q)", param)}
+}
+
+func confidentialClasses(fds []finding) string {
+	var s string
+	for _, f := range fds {
+		if f.ok && (f.name == "sev-snp" || f.name == "tdx") {
+			s += ", scc-" + f.name
+		}
+	}
+	return s
+}
+
+func readParam(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "present"
+	}
+	return err.Error()
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// command is one `scc` subcommand.
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string) error
+}
+
+var commands = map[string]command{
+	"check":             {"report what this host can run", runCheck},
+	"guest":             {"build the guest image: scc guest build [flags]", runGuest},
+	"image":             {"write a demo image: scc image busybox -o FILE [--ref NAME]", runImage},
+	"containerd-config": {"print the configuration of a private containerd: scc containerd-config DIR", runContainerdConfig},
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(os.Stdout)
+		return nil
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		usage(os.Stderr)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+	return c.run(ctx, args[1:])
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: scc COMMAND [flags]\n\ncommands:")
+	var names []string
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-18s %s\n", n, commands[n].summary)
+	}
+}
+
+// parseFlags parses a subcommand's flags; -h prints them and is no error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(os.Stderr)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err == nil && fs.NArg() > 0 && !strings.HasPrefix(fs.Name(), "containerd-config") {
+		return fmt.Errorf("%s: unexpected arguments %v", fs.Name(), fs.Args())
+	}
+	return err
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages scc needs to build, test and run VMs.
+# Idempotent: it installs only what is missing.
+set -euo pipefail
+
+packages=(
+  qemu-system-x86 qemu-utils   # the VMM (TCG here, KVM where the CPU has vmx/svm)
+  swtpm swtpm-tools            # a vTPM per VM
+  busybox-static               # the demo and test image
+  erofs-utils                  # integrity-protected shared layers
+  xz-utils zstd cpio           # guest kernel extraction
+  protobuf-compiler            # make protos
+  libseccomp-dev               # static seccomp support in the agent
+  runc                         # the baseline runtime of the benchmark
+  iproute2 git ca-certificates build-essential
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,124 @@
+package shim
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// ConfigEnv names the environment variable that points the shim at its
+// configuration file. containerd passes its own environment to the shims it
+// starts, so a private containerd can select a private configuration.
+const ConfigEnv = "SCC_CONFIG"
+
+// DefaultConfigPath is read when neither the runtime options nor ConfigEnv
+// name a configuration file.
+const DefaultConfigPath = "/etc/scc/config.toml"
+
+// Config is the runtime configuration of the shim (config.toml).
+type Config struct {
+	// StateDir holds one directory per VM: its sockets, console log and
+	// shared rootfs mounts. It should be on a tmpfs such as /run.
+	StateDir string `toml:"state_dir"`
+	// GuestDir holds the guest image built by `scc guest build`.
+	GuestDir string `toml:"guest_dir"`
+	VM       VMConfig `toml:"vm"`
+}
+
+// VMConfig sizes and launches the VM of a sandbox.
+type VMConfig struct {
+	QEMU      string   `toml:"qemu"`
+	Firmware  string   `toml:"firmware"`
+	Accel     string   `toml:"accel"`
+	VCPUs     int      `toml:"vcpus"`
+	MemoryMiB int      `toml:"memory_mib"`
+	Kernel    string   `toml:"kernel"` // overrides the guest image's kernel
+	Initrd    string   `toml:"initrd"` // overrides the guest image's initrd
+	ExtraArgs []string `toml:"kernel_params"`
+	// BootTimeout bounds the time from QEMU's start to the agent's answer.
+	BootTimeout duration `toml:"boot_timeout"`
+	// LogDir receives the guest console log of a VM that failed (did not
+	// boot, or died under its containers), so it outlives the VM's state.
+	LogDir string `toml:"log_dir"`
+}
+
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("parse duration %q: %w", b, err)
+	}
+	d.Duration = v
+	return nil
+}
+
+func (d duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// DefaultConfig returns the configuration used when no file sets a value.
+func DefaultConfig() Config {
+	return Config{
+		StateDir: "/run/scc",
+		GuestDir: "/var/lib/scc/guest",
+		VM: VMConfig{
+			QEMU:        "qemu-system-x86_64",
+			Firmware:    "/usr/share/qemu/qboot.rom",
+			Accel:       "auto",
+			VCPUs:       1,
+			MemoryMiB:   512,
+			BootTimeout: duration{60 * time.Second},
+			LogDir:      "/var/log/scc",
+		},
+	}
+}
+
+// LoadConfig reads path (or, when path is empty, $SCC_CONFIG or
+// DefaultConfigPath if it exists) over the defaults.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	explicit := path != ""
+	if path == "" {
+		path = os.Getenv(ConfigEnv)
+		explicit = path != ""
+	}
+	if path == "" {
+		path = DefaultConfigPath
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if !explicit && errors.Is(err, fs.ErrNotExist) {
+			return cfg, nil
+		}
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	if err := toml.Unmarshal(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("parse config %s: %w", path, err)
+	}
+	if err := cfg.validate(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.StateDir == "":
+		return errors.New("state_dir must be set")
+	case c.VM.VCPUs < 1:
+		return fmt.Errorf("vm.vcpus must be at least 1, not %d", c.VM.VCPUs)
+	case c.VM.MemoryMiB < 64:
+		return fmt.Errorf("vm.memory_mib must be at least 64, not %d", c.VM.MemoryMiB)
+	case c.VM.BootTimeout.Duration <= 0:
+		return errors.New("vm.boot_timeout must be positive")
+	}
+	switch c.VM.Accel {
+	case "auto", "kvm", "tcg":
+	default:
+		return fmt.Errorf("vm.accel must be auto, kvm or tcg, not %q", c.VM.Accel)
+	}
+	return nil
+}

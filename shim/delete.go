@@ -1,0 +1,86 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/v2/pkg/protobuf"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+
+	agent "github.com/sccontainers/scc/api/agent/v1"
+)
+
+// Delete removes an exited process, or a container whose init exited (or
+// never started), with its guest state and host mounts.
+func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
+	c, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	st := p.status()
+	if st == statusRunning || st == statusPaused {
+		return nil, fmt.Errorf("delete %s: process is %s: %w", p.name(), st, errdefs.ErrFailedPrecondition)
+	}
+	sb := s.currentSandbox()
+	if r.ExecID != "" {
+		if st == statusCreated {
+			p.setExited(0, time.Now())
+		} else if _, err := sb.agent.DeleteProcess(ctx, &agent.ProcessRequest{ContainerId: r.ID, ExecId: r.ExecID}); err != nil && !vmGone(sb) {
+			log.G(ctx).WithError(err).WithField(logExec, r.ExecID).Warn("delete process in guest")
+		}
+		p.closeIO()
+		c.removeExec(r.ExecID)
+		code, at := p.exit()
+		return &taskAPI.DeleteResponse{Pid: p.getPid(), ExitStatus: code, ExitedAt: protobuf.ToTimestamp(at)}, nil
+	}
+
+	for _, e := range c.processes()[1:] {
+		if st := e.status(); st == statusRunning || st == statusPaused {
+			return nil, fmt.Errorf("delete %s: exec %s is %s: %w", r.ID, e.execID, st, errdefs.ErrFailedPrecondition)
+		}
+	}
+	if !vmGone(sb) {
+		if _, err := sb.agent.DeleteContainer(ctx, &agent.ContainerRequest{ContainerId: r.ID}); err != nil && !errdefs.IsNotFound(fromAgent(err)) {
+			return nil, fmt.Errorf("delete %s in guest: %w", r.ID, fromAgent(err))
+		}
+	}
+	if st == statusCreated {
+		p.setExited(0, time.Now())
+	}
+	for _, e := range c.processes() {
+		e.closeIO()
+	}
+	if err := c.unmount(); err != nil {
+		log.G(ctx).WithError(err).Warn("unshare rootfs")
+	}
+	s.mu.Lock()
+	delete(s.containers, r.ID)
+	s.mu.Unlock()
+
+	code, at := p.exit()
+	s.send(&eventstypes.TaskDelete{
+		ContainerID: r.ID,
+		ID:          r.ID,
+		Pid:         p.getPid(),
+		ExitStatus:  code,
+		ExitedAt:    protobuf.ToTimestamp(at),
+	})
+	return &taskAPI.DeleteResponse{Pid: p.getPid(), ExitStatus: code, ExitedAt: protobuf.ToTimestamp(at)}, nil
+}
+
+// vmGone reports whether the sandbox VM has exited.
+func vmGone(sb *sandbox) bool {
+	if sb == nil || sb.vm == nil {
+		return true
+	}
+	select {
+	case <-sb.vm.Done():
+		return true
+	default:
+		return false
+	}
+}

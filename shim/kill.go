@@ -1,0 +1,48 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/errdefs"
+
+	agent "github.com/sccontainers/scc/api/agent/v1"
+)
+
+// Kill signals a process, or every process of the container with All.
+func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptyResponse, error) {
+	_, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if p.hasExited() {
+		return nil, fmt.Errorf("kill %s: process already finished: %w", p.name(), errdefs.ErrNotFound)
+	}
+	sb := s.currentSandbox()
+	if vmGone(sb) {
+		return nil, fmt.Errorf("kill %s: VM is gone: %w", p.name(), errdefs.ErrNotFound)
+	}
+	if _, err := sb.agent.SignalProcess(ctx, &agent.SignalProcessRequest{
+		ContainerId: r.ID,
+		ExecId:      r.ExecID,
+		Signal:      r.Signal,
+		All:         r.All,
+	}); err != nil {
+		return nil, fmt.Errorf("kill %s: %w", p.name(), fromAgent(err))
+	}
+	return empty, nil
+}
+
+// Wait blocks until the process exits.
+func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.WaitResponse, error) {
+	_, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.wait(ctx); err != nil {
+		return nil, err
+	}
+	code, at := p.exit()
+	return &taskAPI.WaitResponse{ExitStatus: code, ExitedAt: toTimestamp(at)}, nil
+}

@@ -1,0 +1,262 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+
+	agent "github.com/sccontainers/scc/api/agent/v1"
+	"github.com/sccontainers/scc/vmm"
+	"github.com/sccontainers/scc/vmm/image"
+)
+
+// sandbox is the VM of a pod (or of a lone container) and the connection
+// to its agent.
+type sandbox struct {
+	id        string
+	dir       string // state directory, removed by stop
+	sharedDir string // exported to the guest as agent.SharedTag
+	logDir    string // where the console log of a failed VM is kept
+
+	vm     vmm.VM
+	client *ttrpc.Client
+	agent  agent.AgentService
+}
+
+// ensureSandbox returns the shim's sandbox, booting its VM on first use.
+// Later containers of the pod run in the same VM.
+func (s *service) ensureSandbox(ctx context.Context, id, configPath string) (*sandbox, error) {
+	s.bootMu.Lock()
+	defer s.bootMu.Unlock()
+	s.mu.Lock()
+	sb := s.sandbox
+	s.mu.Unlock()
+	if sb != nil {
+		return sb, nil
+	}
+	cfg, err := LoadConfig(configPath)
+	if err != nil {
+		return nil, err
+	}
+	sb, err = startSandbox(ctx, cfg, id)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.sandbox = sb
+	s.mu.Unlock()
+	go s.watchVM(sb)
+	return sb, nil
+}
+
+// startSandbox boots a VM and waits for its agent. On failure it leaves
+// nothing behind but, in the log directory, the console log of the VM.
+func startSandbox(ctx context.Context, cfg Config, id string) (_ *sandbox, retErr error) {
+	img, err := guestImage(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(cfg.StateDir, shortID(id))
+	if len(dir) > vmm.MaxStateDirLen {
+		return nil, fmt.Errorf("state directory %s is longer than %d bytes: choose a shorter state_dir", dir, vmm.MaxStateDirLen)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create VM state dir: %w", err)
+	}
+	sb := &sandbox{id: id, dir: dir, sharedDir: filepath.Join(dir, "shared"), logDir: cfg.VM.LogDir}
+	defer func() {
+		if retErr != nil {
+			sb.keepConsoleLog(ctx)
+			if err := sb.stop(context.WithoutCancel(ctx)); err != nil {
+				log.G(ctx).WithError(err).Warn("clean up failed sandbox")
+			}
+		}
+	}()
+	if err := os.Mkdir(sb.sharedDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create shared dir: %w", err)
+	}
+	vc := vmm.Config{
+		ID:          shortID(id),
+		StateDir:    dir,
+		Kernel:      img.kernel,
+		Initrd:      img.initrd,
+		Cmdline:     strings.TrimSpace(img.cmdline + " " + strings.Join(cfg.VM.ExtraArgs, " ")),
+		Firmware:    cfg.VM.Firmware,
+		VCPUs:       cfg.VM.VCPUs,
+		MemoryMiB:   cfg.VM.MemoryMiB,
+		Accel:       vmm.Accel(cfg.VM.Accel),
+		Shares:      []vmm.Share{{Tag: agent.SharedTag, Path: sb.sharedDir}},
+		AgentPort:   agent.PortName,
+		BootTimeout: cfg.VM.BootTimeout.Duration,
+	}
+	sb.vm, err = newVM(cfg, vc)
+	if err != nil {
+		return nil, fmt.Errorf("configure VM: %w", err)
+	}
+	start := time.Now()
+	if err := sb.vm.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start VM: %w", err)
+	}
+	if err := sb.connect(ctx, cfg.VM.BootTimeout.Duration); err != nil {
+		return nil, err
+	}
+	log.G(ctx).WithField("vm", vc.ID).WithField("boot", time.Since(start)).Debug("VM ready")
+	return sb, nil
+}
+
+// connect dials the agent and waits until it answers. Bytes sent before
+// the guest opens its port stay queued on the host side, so one Ping,
+// bounded by the boot timeout, is enough; the VM dying ends the wait.
+func (sb *sandbox) connect(ctx context.Context, timeout time.Duration) error {
+	conn, err := net.Dial("unix", sb.vm.AgentAddr())
+	if err != nil {
+		return fmt.Errorf("dial agent: %w", err)
+	}
+	sb.client = ttrpc.NewClient(conn)
+	sb.agent = agent.NewAgentClient(sb.client)
+
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-sb.vm.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	resp, err := sb.agent.Ping(ctx, &agent.PingRequest{})
+	if err == nil {
+		log.G(ctx).WithField("kernel", resp.KernelRelease).WithField("agent", resp.AgentVersion).Debug("agent answered")
+		return nil
+	}
+	select {
+	case <-sb.vm.Done():
+		return fmt.Errorf("VM exited before its agent answered: %w", sb.vm.Err())
+	default:
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("guest agent did not answer within %s (console log: %s): %s: %w", timeout, sb.consoleLogPath(), tailFile(sb.vm.ConsoleLog(), 10), err)
+	}
+	return fmt.Errorf("ping agent: %w", err)
+}
+
+// stop shuts the VM down and removes the state directory. Mounts below the
+// shared directory must be gone already.
+func (sb *sandbox) stop(ctx context.Context) error {
+	var errs []error
+	if sb.client != nil {
+		sb.client.Close()
+	}
+	if sb.vm != nil {
+		if err := sb.vm.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop VM: %w", err))
+		}
+	}
+	if err := removeStateDir(sb.dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (sb *sandbox) consoleLogPath() string {
+	if sb.logDir != "" {
+		return filepath.Join(sb.logDir, sb.id+".console.log")
+	}
+	return filepath.Join(sb.dir, vmm.ConsoleLogName)
+}
+
+// keepConsoleLog copies the console log of a failed VM to the log
+// directory, where it outlives the state directory.
+func (sb *sandbox) keepConsoleLog(ctx context.Context) {
+	if sb.logDir == "" {
+		return
+	}
+	src, err := os.Open(filepath.Join(sb.dir, vmm.ConsoleLogName))
+	if err != nil {
+		return
+	}
+	defer src.Close()
+	if err := os.MkdirAll(sb.logDir, 0o755); err != nil {
+		log.G(ctx).WithError(err).Warn("keep console log")
+		return
+	}
+	dst, err := os.Create(sb.consoleLogPath())
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("keep console log")
+		return
+	}
+	defer dst.Close()
+	if _, err := io.Copy(dst, src); err != nil {
+		log.G(ctx).WithError(err).Warn("keep console log")
+	}
+}
+
+// removeStateDir removes a VM state directory, refusing to cross into
+// mounts that are still there (they would be the container's data).
+func removeStateDir(dir string) error {
+	shared := filepath.Join(dir, "shared")
+	entries, _ := os.ReadDir(shared)
+	for _, e := range entries {
+		if err := unshareLeftover(filepath.Join(shared, e.Name())); err != nil {
+			return err
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove VM state dir: %w", err)
+	}
+	return nil
+}
+
+// shortID keeps state paths within the unix socket path limit.
+func shortID(id string) string {
+	if len(id) > 32 {
+		return id[:32]
+	}
+	return id
+}
+
+// tailFile returns the last n lines of a (small) log file.
+func tailFile(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+type guestFiles struct {
+	kernel, initrd, cmdline string
+}
+
+// guestImage finds the kernel, initrd and command line to boot.
+func guestImage(cfg Config) (guestFiles, error) {
+	m, err := image.Load(cfg.GuestDir)
+	if err != nil {
+		return guestFiles{}, fmt.Errorf("guest image: %w", err)
+	}
+	g := guestFiles{kernel: m.Kernel.Path, initrd: m.Initrd.Path, cmdline: m.Cmdline}
+	if cfg.VM.Kernel != "" {
+		g.kernel = cfg.VM.Kernel
+	}
+	if cfg.VM.Initrd != "" {
+		g.initrd = cfg.VM.Initrd
+	}
+	return g, nil
+}
