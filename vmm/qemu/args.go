@@ -1,0 +1,87 @@
+package qemu
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/sccontainers/scc/vmm"
+)
+
+// Names of the QEMU-specific files in vmm.Config.StateDir.
+const (
+	QMPSocketName = "qmp.sock"
+	PidFileName   = "qemu.pid"
+	LogName       = "qemu.log" // QEMU's own stdout and stderr
+)
+
+// Args returns QEMU's arguments (without the program name) for cfg. It is a
+// pure function of cfg: cfg must have passed Validate, and cfg.Accel must
+// already be resolved to KVM or TCG (see vmm.ResolveAccel).
+//
+// The machine has no network, no display, no default devices and never
+// reboots: a guest reboot, poweroff or panic (with panic=-1 on the kernel
+// command line) ends the QEMU process.
+func Args(cfg vmm.Config) ([]string, error) {
+	return args(cfg, "")
+}
+
+// restoreArgs is Args for a VM whose state will be loaded over QMP: QEMU
+// waits for migrate-incoming and stays paused (-S) once it is loaded.
+func restoreArgs(cfg vmm.Config) ([]string, error) {
+	return args(cfg, "defer")
+}
+
+func args(cfg vmm.Config, incoming string) ([]string, error) {
+	var cpu string
+	switch cfg.Accel {
+	case vmm.AccelKVM:
+		cpu = "host"
+	case vmm.AccelTCG:
+		// max enables every feature TCG can emulate, which a stock kernel
+		// handles better than the conservative default model.
+		cpu = "max"
+	default:
+		return nil, fmt.Errorf("qemu args: accel %q is not resolved to %q or %q", cfg.Accel, vmm.AccelKVM, vmm.AccelTCG)
+	}
+	dir := cfg.StateDir
+
+	a := []string{
+		"-name", "scc-" + cfg.ID,
+		"-M", "q35,accel=" + string(cfg.Accel),
+		"-cpu", cpu,
+		"-smp", strconv.Itoa(cfg.VCPUs),
+		"-m", strconv.Itoa(cfg.MemoryMiB),
+		"-bios", cfg.Firmware,
+		"-kernel", cfg.Kernel,
+	}
+	if cfg.Initrd != "" {
+		a = append(a, "-initrd", cfg.Initrd)
+	}
+	if cfg.Cmdline != "" {
+		a = append(a, "-append", cfg.Cmdline)
+	}
+	a = append(a,
+		"-nodefaults", "-no-user-config",
+		"-nographic", "-display", "none",
+		"-no-reboot",
+		"-serial", "file:"+cfg.ConsoleLog(),
+		"-qmp", "unix:"+filepath.Join(dir, QMPSocketName)+",server=on,wait=off",
+		"-pidfile", filepath.Join(dir, PidFileName),
+		"-device", "virtio-serial-pci,id=vser0",
+		"-chardev", "socket,id=agent,path="+cfg.AgentAddr()+",server=on,wait=off",
+		"-device", "virtserialport,bus=vser0.0,chardev=agent,name="+cfg.AgentPort,
+	)
+	for i, s := range cfg.Shares {
+		id := "fs" + strconv.Itoa(i)
+		a = append(a,
+			"-fsdev", "local,id="+id+",path="+s.Path+",security_model=none",
+			"-device", "virtio-9p-pci,fsdev="+id+",mount_tag="+s.Tag,
+		)
+	}
+	a = append(a, "-device", "virtio-rng-pci")
+	if incoming != "" {
+		a = append(a, "-S", "-incoming", incoming)
+	}
+	return a, nil
+}
