@@ -25,7 +25,7 @@ type Config struct {
 	// shared rootfs mounts. It should be on a tmpfs such as /run.
 	StateDir string `toml:"state_dir"`
 	// GuestDir holds the guest image built by `scc guest build`.
-	GuestDir string `toml:"guest_dir"`
+	GuestDir string   `toml:"guest_dir"`
 	VM       VMConfig `toml:"vm"`
 }
 

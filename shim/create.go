@@ -47,6 +47,12 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if _, err := s.getContainer(r.ID); err == nil {
 		return nil, fmt.Errorf("container %s: %w", r.ID, errdefs.ErrAlreadyExists)
 	}
+	// Check the rootfs before a VM boots for nothing.
+	if len(r.Rootfs) == 0 {
+		if _, err := rootfsDir(r.Bundle, spec); err != nil {
+			return nil, fmt.Errorf("create %s: %w", r.ID, err)
+		}
+	}
 	configPath, err := runtimeConfigPath(r)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", r.ID, err)
@@ -174,4 +180,4 @@ func guestSpec(spec *specs.Spec) {
 
 // errMissingRootfs is returned when a container has neither rootfs mounts
 // nor a rootfs directory in its bundle.
-var errMissingRootfs = errors.New("container has no rootfs")
+var errMissingRootfs = errors.New("missing rootfs")

@@ -75,12 +75,13 @@ type procIO struct {
 	done    chan struct{} // closed once every output reached EOF
 
 	closeStdin sync.Once
+	stdinDone  chan struct{} // closed when copyIn returns
 }
 
 // openIO opens the FIFOs and starts copying. It must be called before the
 // process starts so that no output is lost.
 func openIO(ctx context.Context, client streamClient, containerID, execID string, s stdio) (_ *procIO, retErr error) {
-	p := &procIO{client: client, containerID: containerID, execID: execID, done: make(chan struct{})}
+	p := &procIO{client: client, containerID: containerID, execID: execID, done: make(chan struct{}), stdinDone: make(chan struct{})}
 	defer func() {
 		if retErr != nil {
 			p.close()
@@ -114,7 +115,10 @@ func openIO(ctx context.Context, client streamClient, containerID, execID string
 		writers = append(writers, w)
 	}
 	if s.stdin != "" {
-		r, err := fifo.OpenFifo(ctx, s.stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+		// The client may open its end only after this request returns,
+		// and the fifo package closes a pending open when its context
+		// ends: the open must outlive the request.
+		r, err := fifo.OpenFifo(context.WithoutCancel(ctx), s.stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", s.stdin, err)
 		}
@@ -137,6 +141,8 @@ func openIO(ctx context.Context, client streamClient, containerID, execID string
 	}()
 	if p.stdin != nil {
 		go p.copyIn()
+	} else {
+		close(p.stdinDone)
 	}
 	return p, nil
 }
@@ -170,6 +176,7 @@ func (p *procIO) copyOut(read func(context.Context, *agent.ReadOutputRequest) (*
 // copyIn forwards stdin until the FIFO reaches EOF or is closed, then
 // closes the process's stdin.
 func (p *procIO) copyIn() {
+	defer close(p.stdinDone)
 	ctx := context.Background()
 	buf := make([]byte, 32<<10)
 	for {
@@ -202,13 +209,26 @@ func (p *procIO) sendCloseStdin() {
 	})
 }
 
-// CloseStdin closes the stdin FIFO; copyIn then closes the process's stdin.
+// stdinFlushTimeout bounds how long CloseStdin lets the data still in the
+// stdin FIFO reach the process before it closes the FIFO.
+const stdinFlushTimeout = 2 * time.Second
+
+// CloseStdin closes the process's stdin once what the client wrote has been
+// forwarded: containerd closes its end of the FIFO before it asks, so the
+// copy normally ends by itself at EOF; a writer that stays open is cut off
+// after stdinFlushTimeout.
 func (p *procIO) CloseStdin() {
 	if p.stdin == nil {
 		p.sendCloseStdin()
 		return
 	}
-	p.stdin.Close()
+	select {
+	case <-p.stdinDone:
+	case <-time.After(stdinFlushTimeout):
+		p.stdin.Close()
+		<-p.stdinDone
+	}
+	p.sendCloseStdin()
 }
 
 // drain waits until the outputs are copied or the timeout passes.

@@ -64,15 +64,9 @@ func (sb *sandbox) share(ctx context.Context, id string, rootfs []*types.Mount, 
 			return shared{}, fmt.Errorf("mount rootfs: %w", err)
 		}
 	} else {
-		src := filepath.Join(bundle, "rootfs")
-		if spec.Root != nil && spec.Root.Path != "" {
-			src = spec.Root.Path
-			if !filepath.IsAbs(src) {
-				src = filepath.Join(bundle, src)
-			}
-		}
-		if fi, err := os.Stat(src); err != nil || !fi.IsDir() {
-			return shared{}, fmt.Errorf("%w: no rootfs mounts and %s is not a directory: %w", errMissingRootfs, src, errdefs.ErrInvalidArgument)
+		src, err := rootfsDir(bundle, spec)
+		if err != nil {
+			return shared{}, err
 		}
 		if err := unix.Mount(src, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return shared{}, fmt.Errorf("bind rootfs %s: %w", src, err)
@@ -132,3 +126,18 @@ func bindShare(src, target string) error {
 	return nil
 }
 
+// rootfsDir returns the directory that is the rootfs of a container that
+// has no rootfs mounts: the spec's root.path, relative to the bundle.
+func rootfsDir(bundle string, spec *specs.Spec) (string, error) {
+	src := filepath.Join(bundle, "rootfs")
+	if spec.Root != nil && spec.Root.Path != "" {
+		src = spec.Root.Path
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(bundle, src)
+		}
+	}
+	if fi, err := os.Stat(src); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("%w: no rootfs mounts and %s is not a directory: %w", errMissingRootfs, src, errdefs.ErrInvalidArgument)
+	}
+	return src, nil
+}

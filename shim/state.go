@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/containerd/containerd/api/types/task"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )

@@ -7,5 +7,9 @@ import (
 
 // newVM returns the VM of a sandbox; QEMU is the VMM.
 func newVM(cfg Config, vc vmm.Config) (vmm.VM, error) {
-	return qemu.Driver{Binary: cfg.VM.QEMU}.New(vc)
+	vm, err := qemu.Driver{Binary: cfg.VM.QEMU}.NewVM(vc)
+	if err != nil {
+		return nil, err
+	}
+	return vm, nil
 }

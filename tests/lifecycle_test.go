@@ -1,7 +1,10 @@
 package tests
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -93,33 +96,50 @@ func TestKill(t *testing.T) {
 	requireEnv(t)
 	for _, tc := range []struct {
 		signal string
-		args   []string
+		script string
 		want   int
 	}{
 		// SIGTERM reaches the container's init, whose trap exits 42.
-		{"SIGTERM", []string{"sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done"}, 42},
+		{"SIGTERM", "trap 'exit 42' TERM; echo ready; while true; do sleep 0.1; done", 42},
 		// Nothing survives SIGKILL: 128 + 9.
-		{"SIGKILL", []string{"sleep", "1000"}, 137},
+		{"SIGKILL", "echo ready; exec sleep 1000", 137},
 	} {
 		t.Run(tc.signal, func(t *testing.T) {
 			ctx := testContext(t)
 			id := "kill-" + strings.ToLower(tc.signal)
-			done := make(chan int, 1)
-			go func() {
-				_, _, code := run(t, ctx, "", id, append([]string{"--"}, tc.args...)...)
-				done <- code
-			}()
-			waitStatus(t, ctx, id, "RUNNING")
+			cmd := env.ctrd.Ctr(ctx, "run", "--rm", "--runtime", runtimeName, imageRef, id, "sh", "-c", tc.script)
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if cmd.ProcessState == nil {
+					ctr(t, context.Background(), "", "task", "kill", "-s", "SIGKILL", id)
+					cmd.Wait()
+				}
+			})
+			// A signal sent before the trap is set would be ignored: PID 1
+			// of a PID namespace has no default signal actions.
+			line, err := bufio.NewReader(stdout).ReadString('\n')
+			if err != nil || strings.TrimSpace(line) != "ready" {
+				t.Fatalf("container did not get ready: %q %v", line, err)
+			}
 			if _, stderr, code := ctr(t, ctx, "", "task", "kill", "-s", tc.signal, id); code != 0 {
 				t.Fatalf("kill: %s", stderr)
 			}
-			select {
-			case code := <-done:
-				if code != tc.want {
-					t.Errorf("exit status %d, want %d", code, tc.want)
-				}
-			case <-time.After(time.Minute):
-				t.Fatal("container did not exit after the signal")
+			err = cmd.Wait()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.want {
+				t.Errorf("exit status %d, want %d", code, tc.want)
 			}
 		})
 	}

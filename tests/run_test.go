@@ -113,19 +113,29 @@ func TestTTY(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	requireEnv(t)
+	rt := []string{"run", "--runtime", runtimeName}
 	for _, tc := range []struct {
 		name string
-		args []string
+		args func(id string) []string
 		want string
 	}{
-		{"missing binary", []string{"--", "/no/such/binary"}, "no such file"},
-		{"missing rootfs", []string{"--rootfs", "/nonexistent-rootfs", "--", "sh"}, "rootfs"},
-		{"bad kernel", []string{"--runtime-config-path", badKernelConfig(t), "--", "true"}, "kernel"},
+		{"missing binary", func(id string) []string {
+			return append(rt, imageRef, id, "/no/such/binary")
+		}, "no such file"},
+		{"missing rootfs", func(id string) []string {
+			return append(rt, "--rootfs", "/nonexistent-rootfs", id, "sh")
+		}, "rootfs"},
+		{"malformed spec", func(id string) []string {
+			return append(rt, "--config", malformedSpec(t), id)
+		}, "spec"},
+		{"bad kernel", func(id string) []string {
+			return append(rt, "--runtime-config-path", badKernelConfig(t), imageRef, id, "true")
+		}, "kernel"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := testContext(t)
 			id := "bad-" + strings.ReplaceAll(tc.name, " ", "-")
-			_, stderr, code := run(t, ctx, "", id, tc.args...)
+			_, stderr, code := ctr(t, ctx, "", tc.args(id)...)
 			if code == 0 {
 				t.Fatalf("ctr run succeeded, want an error")
 			}
@@ -135,6 +145,16 @@ func TestBadInput(t *testing.T) {
 			cleanupContainer(t, id)
 		})
 	}
+}
+
+// malformedSpec writes an OCI spec whose process has no arguments.
+func malformedSpec(t *testing.T) string {
+	p := env.dir + "/malformed-spec.json"
+	spec := `{"ociVersion":"1.2.0","process":{"cwd":"/","args":[]},"root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}`
+	if err := os.WriteFile(p, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func badKernelConfig(t *testing.T) string {
