@@ -116,6 +116,10 @@ func startSandbox(ctx context.Context, cfg Config, id string) (_ *sandbox, retEr
 	return sb, nil
 }
 
+// vmExitGrace is how long a failed first Ping waits to learn whether the VM
+// exited.
+const vmExitGrace = 2 * time.Second
+
 // connect dials the agent and waits until it answers. Bytes sent before
 // the guest opens its port stay queued on the host side, so one Ping,
 // bounded by the boot timeout, is enough; the VM dying ends the wait.
@@ -141,10 +145,13 @@ func (sb *sandbox) connect(ctx context.Context, timeout time.Duration) error {
 		log.G(ctx).WithField("kernel", resp.KernelRelease).WithField("agent", resp.AgentVersion).Debug("agent answered")
 		return nil
 	}
+	// A VM that dies closes the agent socket, which can fail the Ping
+	// before the VMM's exit is seen: give the exit a moment to arrive, it
+	// says far more (the console tail) than a closed connection does.
 	select {
 	case <-sb.vm.Done():
 		return fmt.Errorf("VM exited before its agent answered: %w", sb.vm.Err())
-	default:
+	case <-time.After(vmExitGrace):
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("guest agent did not answer within %s (console log: %s): %s: %w", timeout, sb.consoleLogPath(), tailFile(sb.vm.ConsoleLog(), 10), err)

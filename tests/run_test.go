@@ -158,16 +158,7 @@ func malformedSpec(t *testing.T) string {
 }
 
 func badKernelConfig(t *testing.T) string {
-	b, err := os.ReadFile(env.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := env.dir + "/bad-kernel.toml"
-	cfg := strings.Replace(string(b), "[vm]\n", "[vm]\nkernel = \"/nonexistent/vmlinux\"\n", 1)
-	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return writeConfig(t, "bad-kernel", "kernel = \"/nonexistent/vmlinux\"\n")
 }
 
 // cleanupContainer removes what a failed ctr run leaves in containerd's
