@@ -65,6 +65,10 @@ e2e: build guest ## Run only the end-to-end tests.
 demo: deps guest ## Run a container in a VM through a private containerd.
 	SCC_BIN=$(CURDIR)/bin hack/demo.sh
 
+bench: deps guest ## Median wall time of `ctr run --rm <image> /bin/true` for runc and scc, and their ratio.
+	bin/scc bench --runs $(or $(RUNS),5) --containerd-bin $(CONTAINERD_BIN) --guest $(GUEST_DIR)
+	$(GO) test -run '^$$' -bench . -benchtime 200x ./vmm/qemu/ ./attest/snp/measure/
+
 lint: ## gofmt and go vet.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go') && exit 1)
 	$(GO) vet ./...

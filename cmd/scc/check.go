@@ -154,3 +154,9 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// accelDescription says which accelerator VMs use here, for reports.
+func accelDescription() string {
+	acc, why := vmm.DetectAccel()
+	return fmt.Sprintf("%s (%s)", acc, why)
+}

@@ -18,6 +18,7 @@ type command struct {
 }
 
 var commands = map[string]command{
+	"bench":             {"measure container start against runc: scc bench [--runs N]", runBench},
 	"check":             {"report what this host can run", runCheck},
 	"guest":             {"build the guest image: scc guest build [flags]", runGuest},
 	"image":             {"write a demo image: scc image busybox -o FILE [--ref NAME]", runImage},
