@@ -54,6 +54,12 @@ func Main() {
 
 func run(ctx context.Context) error {
 	pid1 := os.Getpid() == 1
+	if pid1 && !initsys.Switched() {
+		// Returns only on failure; the agent then runs on the initramfs
+		// and confines containers with chroot.
+		err := initsys.SwitchRoot()
+		fmt.Fprintf(os.Stderr, "scc-agent: %v; containers fall back to chroot\n", err)
+	}
 	if pid1 {
 		if err := initsys.Setup(ctx); err != nil {
 			return fmt.Errorf("set up guest: %w", err)
