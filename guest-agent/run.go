@@ -81,9 +81,6 @@ func run(ctx context.Context) error {
 		if err := initsys.LoadModules(ctx); err != nil {
 			log.G(ctx).WithError(err).Error("load kernel modules")
 		}
-		if err := initsys.MountShared(ctx); err != nil {
-			log.G(ctx).WithError(err).Error("mount shared directory")
-		}
 	}
 
 	r := reaper.New()
@@ -97,7 +94,11 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	svc := agent.New(agent.Options{NoPivotRoot: noPivot, Reaper: r})
+	opts := agent.Options{NoPivotRoot: noPivot, Reaper: r}
+	if pid1 {
+		opts.MountShared = initsys.MountShared
+	}
+	svc := agent.New(opts)
 	srv, err := agent.NewServer(svc)
 	if err != nil {
 		return err

@@ -28,6 +28,10 @@ guest_dir = "$guest"
 
 [vm]
 log_dir = "$dir/logs"
+
+[snapshot]
+# The demo boots its VM; see docs/install.md for VM templates.
+enabled = false
 TOML
 "$bin/scc" containerd-config "$dir" > "$dir/config.toml"
 

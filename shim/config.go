@@ -25,8 +25,22 @@ type Config struct {
 	// shared rootfs mounts. It should be on a tmpfs such as /run.
 	StateDir string `toml:"state_dir"`
 	// GuestDir holds the guest image built by `scc guest build`.
-	GuestDir string   `toml:"guest_dir"`
-	VM       VMConfig `toml:"vm"`
+	GuestDir string         `toml:"guest_dir"`
+	VM       VMConfig       `toml:"vm"`
+	Snapshot SnapshotConfig `toml:"snapshot"`
+}
+
+// SnapshotConfig controls starting sandboxes from VM templates.
+type SnapshotConfig struct {
+	// Enabled restores a sandbox's VM from the template of its
+	// configuration when there is one, instead of booting it.
+	Enabled bool `toml:"enabled"`
+	// Dir holds the templates (one directory per configuration).
+	Dir string `toml:"dir"`
+	// AutoCreate starts building the missing template of a configuration
+	// in the background (with `scc snapshot create`, next to the shim)
+	// when a sandbox had to boot.
+	AutoCreate bool `toml:"auto_create"`
 }
 
 // VMConfig sizes and launches the VM of a sandbox.
@@ -64,6 +78,11 @@ func DefaultConfig() Config {
 	return Config{
 		StateDir: "/run/scc",
 		GuestDir: "/var/lib/scc/guest",
+		Snapshot: SnapshotConfig{
+			Enabled:    true,
+			Dir:        "/var/lib/scc/snapshots",
+			AutoCreate: true,
+		},
 		VM: VMConfig{
 			QEMU:        "qemu-system-x86_64",
 			Firmware:    "/usr/share/qemu/qboot.rom",
@@ -114,6 +133,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("vm.memory_mib must be at least 64, not %d", c.VM.MemoryMiB)
 	case c.VM.BootTimeout.Duration <= 0:
 		return errors.New("vm.boot_timeout must be positive")
+	case c.Snapshot.Enabled && c.Snapshot.Dir == "":
+		return errors.New("snapshot.dir must be set when snapshot.enabled")
 	}
 	switch c.VM.Accel {
 	case "auto", "kvm", "tcg":

@@ -47,7 +47,7 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string) (*sa
 	if err != nil {
 		return nil, err
 	}
-	sb, err = startSandbox(ctx, cfg, id)
+	sb, err = startSandbox(ctx, cfg, configPath, id)
 	if err != nil {
 		return nil, err
 	}
@@ -58,9 +58,10 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string) (*sa
 	return sb, nil
 }
 
-// startSandbox boots a VM and waits for its agent. On failure it leaves
+// startSandbox starts a VM, from its configuration's template when there
+// is one, else by booting it, and waits for its agent. On failure it leaves
 // nothing behind but, in the log directory, the console log of the VM.
-func startSandbox(ctx context.Context, cfg Config, id string) (_ *sandbox, retErr error) {
+func startSandbox(ctx context.Context, cfg Config, configPath, id string) (_ *sandbox, retErr error) {
 	img, err := guestImage(cfg)
 	if err != nil {
 		return nil, err
@@ -87,8 +88,38 @@ func startSandbox(ctx context.Context, cfg Config, id string) (_ *sandbox, retEr
 	if err := os.Mkdir(sb.sharedDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create shared dir: %w", err)
 	}
-	vc := vmm.Config{
-		ID:          shortID(id),
+	vc := vmConfig(cfg, img, shortID(id), dir, sb.sharedDir)
+	start := time.Now()
+	restored := false
+	if tmpl, ok := lookupTemplate(ctx, cfg, img, vc); ok {
+		if err := sb.restore(ctx, cfg, vc, tmpl.StatePath()); err == nil {
+			restored = true
+		} else {
+			// A template that no longer restores (a changed host) must
+			// not keep sandboxes from starting: boot, and drop it.
+			log.G(ctx).WithError(err).Warn("restore from template failed; booting instead")
+			removeTemplate(cfg, tmpl.Key)
+			sb.stopVM(ctx)
+		}
+	}
+	if !restored {
+		if err := sb.boot(ctx, cfg, vc); err != nil {
+			return nil, err
+		}
+		if cfg.Snapshot.Enabled && cfg.Snapshot.AutoCreate && img.snapshottable {
+			spawnTemplateCreation(ctx, configPath)
+		}
+	}
+	log.G(ctx).WithField(logVM, vc.ID).WithField("restored", restored).WithField("start", time.Since(start)).Debug("VM ready")
+	return sb, nil
+}
+
+// vmConfig is the VM of a sandbox. Templates are made from the same
+// function, so that a template's devices match the sandboxes restored
+// from it.
+func vmConfig(cfg Config, img guestFiles, id, dir, sharedDir string) vmm.Config {
+	return vmm.Config{
+		ID:          id,
 		StateDir:    dir,
 		Kernel:      img.kernel,
 		Initrd:      img.initrd,
@@ -97,40 +128,47 @@ func startSandbox(ctx context.Context, cfg Config, id string) (_ *sandbox, retEr
 		VCPUs:       cfg.VM.VCPUs,
 		MemoryMiB:   cfg.VM.MemoryMiB,
 		Accel:       vmm.Accel(cfg.VM.Accel),
-		Shares:      []vmm.Share{{Tag: agent.SharedTag, Path: sb.sharedDir}},
+		Shares:      []vmm.Share{{Tag: agent.SharedTag, Path: sharedDir}},
 		AgentPort:   agent.PortName,
 		BootTimeout: cfg.VM.BootTimeout.Duration,
 	}
-	sb.vm, err = newVM(cfg, vc)
+}
+
+// boot starts the VM from its kernel and waits for the agent.
+func (sb *sandbox) boot(ctx context.Context, cfg Config, vc vmm.Config) error {
+	vm, err := newVM(cfg, vc)
 	if err != nil {
-		return nil, fmt.Errorf("configure VM: %w", err)
+		return fmt.Errorf("configure VM: %w", err)
 	}
-	start := time.Now()
+	sb.vm = vm
 	if err := sb.vm.Start(ctx); err != nil {
-		return nil, fmt.Errorf("start VM: %w", err)
+		return fmt.Errorf("start VM: %w", err)
 	}
-	if err := sb.connect(ctx, cfg.VM.BootTimeout.Duration); err != nil {
-		return nil, err
+	if err := sb.dial(); err != nil {
+		return err
 	}
-	log.G(ctx).WithField("vm", vc.ID).WithField("boot", time.Since(start)).Debug("VM ready")
-	return sb, nil
+	return sb.waitAgent(ctx, cfg.VM.BootTimeout.Duration)
 }
 
 // vmExitGrace is how long a failed first Ping waits to learn whether the VM
 // exited.
 const vmExitGrace = 2 * time.Second
 
-// connect dials the agent and waits until it answers. Bytes sent before
-// the guest opens its port stay queued on the host side, so one Ping,
-// bounded by the boot timeout, is enough; the VM dying ends the wait.
-func (sb *sandbox) connect(ctx context.Context, timeout time.Duration) error {
+// dial connects to the agent's channel. Bytes sent before the guest opens
+// its port wait in the host socket, so the agent may still be booting.
+func (sb *sandbox) dial() error {
 	conn, err := net.Dial("unix", sb.vm.AgentAddr())
 	if err != nil {
 		return fmt.Errorf("dial agent: %w", err)
 	}
 	sb.client = ttrpc.NewClient(conn)
 	sb.agent = agent.NewAgentClient(sb.client)
+	return nil
+}
 
+// waitAgent waits until the agent answers: one Ping bounded by timeout;
+// the VM dying ends the wait.
+func (sb *sandbox) waitAgent(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	go func() {
@@ -163,18 +201,30 @@ func (sb *sandbox) connect(ctx context.Context, timeout time.Duration) error {
 // shared directory must be gone already.
 func (sb *sandbox) stop(ctx context.Context) error {
 	var errs []error
-	if sb.client != nil {
-		sb.client.Close()
-	}
-	if sb.vm != nil {
-		if err := sb.vm.Stop(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("stop VM: %w", err))
-		}
+	if err := sb.stopVM(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	if err := removeStateDir(sb.dir); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// stopVM closes the agent connection and stops the VM, if any.
+func (sb *sandbox) stopVM(ctx context.Context) error {
+	if sb.client != nil {
+		sb.client.Close()
+		sb.client, sb.agent = nil, nil
+	}
+	if sb.vm == nil {
+		return nil
+	}
+	vm := sb.vm
+	sb.vm = nil
+	if err := vm.Stop(ctx); err != nil {
+		return fmt.Errorf("stop VM: %w", err)
+	}
+	return nil
 }
 
 func (sb *sandbox) consoleLogPath() string {
@@ -250,6 +300,11 @@ func tailFile(path string, n int) string {
 
 type guestFiles struct {
 	kernel, initrd, cmdline string
+	// digests of kernel and initrd, from the image manifest
+	kernelSHA256, initrdSHA256 string
+	// snapshottable is false when the config overrides the image's
+	// files, whose digests are then unknown.
+	snapshottable bool
 }
 
 // guestImage finds the kernel, initrd and command line to boot.
@@ -258,12 +313,16 @@ func guestImage(cfg Config) (guestFiles, error) {
 	if err != nil {
 		return guestFiles{}, fmt.Errorf("guest image: %w", err)
 	}
-	g := guestFiles{kernel: m.Kernel.Path, initrd: m.Initrd.Path, cmdline: m.Cmdline}
+	g := guestFiles{
+		kernel: m.Kernel.Path, initrd: m.Initrd.Path, cmdline: m.Cmdline,
+		kernelSHA256: m.Kernel.SHA256, initrdSHA256: m.Initrd.SHA256,
+		snapshottable: true,
+	}
 	if cfg.VM.Kernel != "" {
-		g.kernel = cfg.VM.Kernel
+		g.kernel, g.snapshottable = cfg.VM.Kernel, false
 	}
 	if cfg.VM.Initrd != "" {
-		g.initrd = cfg.VM.Initrd
+		g.initrd, g.snapshottable = cfg.VM.Initrd, false
 	}
 	return g, nil
 }

@@ -65,7 +65,9 @@ func setup() error {
 	env.run = filepath.Join(dir, "run")
 	env.logs = filepath.Join(dir, "logs")
 	env.config = filepath.Join(dir, "scc.toml")
-	cfg := fmt.Sprintf("state_dir = %q\nguest_dir = %q\n\n[vm]\nlog_dir = %q\nboot_timeout = \"90s\"\n", env.run, guestDir(), env.logs)
+	// Tests boot their VMs; the snapshot tests turn templates on.
+	cfg := fmt.Sprintf("state_dir = %q\nguest_dir = %q\n\n[snapshot]\nenabled = false\ndir = %q\n\n[vm]\nlog_dir = %q\nboot_timeout = \"90s\"\n",
+		env.run, guestDir(), filepath.Join(dir, "snapshots"), env.logs)
 	if err := os.WriteFile(env.config, []byte(cfg), 0o644); err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ var commands = map[string]command{
 	"bench":             {"measure container start against runc: scc bench [--runs N]", runBench},
 	"check":             {"report what this host can run", runCheck},
 	"guest":             {"build the guest image: scc guest build [flags]", runGuest},
+	"snapshot":          {"VM templates: scc snapshot create|list|remove [--config FILE]", runSnapshot},
 	"image":             {"write a demo image: scc image busybox -o FILE [--ref NAME]", runImage},
 	"containerd-config": {"print the configuration of a private containerd: scc containerd-config DIR", runContainerdConfig},
 }

@@ -43,6 +43,9 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentapi.CreateConta
 		// silently weaken it.
 		return nil, fmt.Errorf("spec asks for seccomp but the agent is built without it: %w", errdefs.ErrNotImplemented)
 	}
+	if err := s.ensureShared(ctx); err != nil {
+		return nil, err
+	}
 	release, err := s.reserve(id)
 	if err != nil {
 		return nil, err

@@ -64,11 +64,19 @@ type Options struct {
 	Reaper Reaper
 	// Version is reported by Ping.
 	Version string
+	// MountShared, when set, mounts the host's shared directory. It runs
+	// before the first container is created rather than at boot: QEMU
+	// cannot snapshot a VM whose guest has a virtio-9p share mounted, and
+	// a VM is snapshotted after boot, before any container.
+	MountShared func(ctx context.Context) error
 }
 
 // Service implements agentapi.AgentService.
 type Service struct {
 	opts Options
+
+	sharedMu sync.Mutex
+	shared   bool // the shared directory is mounted, guarded by sharedMu
 
 	mu         sync.Mutex
 	containers map[string]*container // by id, guarded by mu
@@ -183,3 +191,21 @@ type noReaper struct{}
 
 func (noReaper) Hold() func()     { return func() {} }
 func (noReaper) Claim(int) func() { return func() {} }
+
+// ensureShared mounts the shared directory once; a failure is retried by
+// the next request.
+func (s *Service) ensureShared(ctx context.Context) error {
+	if s.opts.MountShared == nil {
+		return nil
+	}
+	s.sharedMu.Lock()
+	defer s.sharedMu.Unlock()
+	if s.shared {
+		return nil
+	}
+	if err := s.opts.MountShared(ctx); err != nil {
+		return fmt.Errorf("mount shared directory: %w", err)
+	}
+	s.shared = true
+	return nil
+}

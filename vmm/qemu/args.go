@@ -70,7 +70,7 @@ func args(cfg vmm.Config, incoming string) ([]string, error) {
 		"-pidfile", filepath.Join(dir, PidFileName),
 		"-device", "virtio-serial-pci,id=vser0",
 		"-chardev", "socket,id=agent,path="+cfg.AgentAddr()+",server=on,wait=off",
-		"-device", "virtserialport,bus=vser0.0,chardev=agent,name="+cfg.AgentPort,
+		"-device", "virtserialport,bus=vser0.0,chardev=agent,id=agentport,name="+cfg.AgentPort,
 	)
 	for i, s := range cfg.Shares {
 		id := "fs" + strconv.Itoa(i)

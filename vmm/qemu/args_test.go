@@ -41,7 +41,7 @@ func TestArgs(t *testing.T) {
 				"-pidfile /run/scc/c1/qemu.pid " +
 				"-device virtio-serial-pci,id=vser0 " +
 				"-chardev socket,id=agent,path=/run/scc/c1/agent.sock,server=on,wait=off " +
-				"-device virtserialport,bus=vser0.0,chardev=agent,name=io.scc.agent " +
+				"-device virtserialport,bus=vser0.0,chardev=agent,id=agentport,name=io.scc.agent " +
 				"-device virtio-rng-pci",
 		},
 		{
@@ -65,7 +65,7 @@ func TestArgs(t *testing.T) {
 				"-pidfile /s/qemu.pid " +
 				"-device virtio-serial-pci,id=vser0 " +
 				"-chardev socket,id=agent,path=/s/agent.sock,server=on,wait=off " +
-				"-device virtserialport,bus=vser0.0,chardev=agent,name=agent0 " +
+				"-device virtserialport,bus=vser0.0,chardev=agent,id=agentport,name=agent0 " +
 				"-fsdev local,id=fs0,path=/run/scc/rootfs,security_model=none " +
 				"-device virtio-9p-pci,fsdev=fs0,mount_tag=rootfs " +
 				"-fsdev local,id=fs1,path=/data/v,security_model=none " +

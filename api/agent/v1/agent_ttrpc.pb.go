@@ -27,6 +27,7 @@ type AgentService interface {
 	ReadStdout(context.Context, *ReadOutputRequest) (*ReadOutputResponse, error)
 	ReadStderr(context.Context, *ReadOutputRequest) (*ReadOutputResponse, error)
 	ResizePty(context.Context, *ResizePtyRequest) (*emptypb.Empty, error)
+	Restored(context.Context, *RestoredRequest) (*emptypb.Empty, error)
 }
 
 func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
@@ -157,6 +158,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.ResizePty(ctx, &req)
+			},
+			"Restored": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req RestoredRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Restored(ctx, &req)
 			},
 		},
 	})
@@ -311,6 +319,14 @@ func (c *agentClient) ReadStderr(ctx context.Context, req *ReadOutputRequest) (*
 func (c *agentClient) ResizePty(ctx context.Context, req *ResizePtyRequest) (*emptypb.Empty, error) {
 	var resp emptypb.Empty
 	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "ResizePty", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) Restored(ctx context.Context, req *RestoredRequest) (*emptypb.Empty, error) {
+	var resp emptypb.Empty
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "Restored", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/sccontainers/scc/shim"
+	"github.com/sccontainers/scc/snapshot"
+)
+
+func runSnapshot(ctx context.Context, args []string) error {
+	usage := fmt.Errorf("usage: scc snapshot create|list|remove [--config FILE] [KEY]")
+	if len(args) == 0 {
+		return usage
+	}
+	fs := flag.NewFlagSet("snapshot "+args[0], flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "shim configuration file (default: $SCC_CONFIG or "+shim.DefaultConfigPath+")")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	cfg, err := shim.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	store := snapshot.Store{Dir: cfg.Snapshot.Dir}
+	switch args[0] {
+	case "create":
+		start := time.Now()
+		t, err := shim.CreateTemplate(ctx, cfg)
+		if errors.Is(err, snapshot.ErrBusy) {
+			fmt.Println("another process is creating this template")
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Printf("template %s in %s (%v)\n", t.Key, t.Dir, time.Since(start).Round(time.Millisecond))
+	case "list":
+		ts, err := store.List()
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			fmt.Printf("%s  %s  %s\n", t.Key, t.Created.Format(time.RFC3339), t.Dir)
+		}
+	case "remove":
+		if fs.NArg() != 1 {
+			return usage
+		}
+		return store.Remove(fs.Arg(0))
+	default:
+		return usage
+	}
+	return nil
+}

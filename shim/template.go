@@ -1,0 +1,228 @@
+package shim
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	agent "github.com/sccontainers/scc/api/agent/v1"
+	"github.com/sccontainers/scc/snapshot"
+	"github.com/sccontainers/scc/vmm"
+	"github.com/sccontainers/scc/vmm/qemu"
+)
+
+// templateLayout changes whenever the VM's device layout changes in a way
+// the key's other fields do not show, so old templates stop matching.
+const templateLayout = 1
+
+// templateKey is everything that must match between a template and the
+// VMs restored from it. Paths that differ per VM (state directory, shared
+// directory) are left out: QEMU does not save them.
+type templateKey struct {
+	Layout        int
+	KernelSHA256  string
+	InitrdSHA256  string
+	Cmdline       string
+	Firmware      string
+	VCPUs         int
+	MemoryMiB     int
+	Accel         vmm.Accel
+	QEMU          string
+	QEMUSize      int64
+	QEMUModTime   time.Time
+	AgentPort     string
+	SharedTag     string
+	SharedGuestAt string
+}
+
+func newTemplateKey(cfg Config, img guestFiles, vc vmm.Config) (templateKey, error) {
+	acc, _, err := vmm.ResolveAccel(vc.Accel)
+	if err != nil {
+		return templateKey{}, err
+	}
+	bin, err := exec.LookPath(cfg.VM.QEMU)
+	if err != nil {
+		return templateKey{}, fmt.Errorf("find qemu: %w", err)
+	}
+	fi, err := os.Stat(bin)
+	if err != nil {
+		return templateKey{}, fmt.Errorf("find qemu: %w", err)
+	}
+	return templateKey{
+		Layout:        templateLayout,
+		KernelSHA256:  img.kernelSHA256,
+		InitrdSHA256:  img.initrdSHA256,
+		Cmdline:       vc.Cmdline,
+		Firmware:      vc.Firmware,
+		VCPUs:         vc.VCPUs,
+		MemoryMiB:     vc.MemoryMiB,
+		Accel:         acc,
+		QEMU:          bin,
+		QEMUSize:      fi.Size(),
+		QEMUModTime:   fi.ModTime().UTC(),
+		AgentPort:     vc.AgentPort,
+		SharedTag:     agent.SharedTag,
+		SharedGuestAt: agent.GuestSharedDir,
+	}, nil
+}
+
+// lookupTemplate finds the template a sandbox of this configuration can
+// be restored from.
+func lookupTemplate(ctx context.Context, cfg Config, img guestFiles, vc vmm.Config) (snapshot.Template, bool) {
+	if !cfg.Snapshot.Enabled || !img.snapshottable {
+		return snapshot.Template{}, false
+	}
+	k, err := newTemplateKey(cfg, img, vc)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("template key")
+		return snapshot.Template{}, false
+	}
+	key, err := snapshot.Key(k)
+	if err != nil {
+		return snapshot.Template{}, false
+	}
+	return snapshot.Store{Dir: cfg.Snapshot.Dir}.Lookup(key)
+}
+
+func removeTemplate(cfg Config, key string) {
+	snapshot.Store{Dir: cfg.Snapshot.Dir}.Remove(key)
+}
+
+// restore starts the VM from a template's saved state. The agent in the
+// template waits for a host connection, so the connection is made while
+// the VM is still paused; after Resume the agent is told it was restored,
+// before anything else, so it stops sharing randomness and time with the
+// template's other clones.
+func (sb *sandbox) restore(ctx context.Context, cfg Config, vc vmm.Config, state string) error {
+	vm, err := newVM(cfg, vc)
+	if err != nil {
+		return fmt.Errorf("configure VM: %w", err)
+	}
+	sb.vm = vm
+	s, ok := vm.(vmm.Snapshotter)
+	if !ok {
+		return fmt.Errorf("restore: VMM cannot restore snapshots: %w", errdefs.ErrNotImplemented)
+	}
+	if err := s.Restore(ctx, state); err != nil {
+		return err
+	}
+	if err := sb.dial(); err != nil {
+		return err
+	}
+	if err := vm.Resume(ctx); err != nil {
+		return fmt.Errorf("resume restored VM: %w", err)
+	}
+	if err := sb.waitAgent(ctx, cfg.VM.BootTimeout.Duration); err != nil {
+		return err
+	}
+	entropy := make([]byte, 64)
+	if _, err := rand.Read(entropy); err != nil {
+		return fmt.Errorf("read entropy: %w", err)
+	}
+	if _, err := sb.agent.Restored(ctx, &agent.RestoredRequest{Entropy: entropy, Time: timestamppb.Now()}); err != nil {
+		return fmt.Errorf("reseed restored agent: %w", fromAgent(err))
+	}
+	return nil
+}
+
+// CreateTemplate boots a VM of cfg's sandbox configuration to "agent
+// ready, no tenant" and saves it as the configuration's template. It
+// returns the existing template if there is one, and snapshot.ErrBusy if
+// another process is creating it.
+func CreateTemplate(ctx context.Context, cfg Config) (snapshot.Template, error) {
+	if !cfg.Snapshot.Enabled {
+		return snapshot.Template{}, fmt.Errorf("snapshots are disabled in the configuration: %w", errdefs.ErrFailedPrecondition)
+	}
+	img, err := guestImage(cfg)
+	if err != nil {
+		return snapshot.Template{}, err
+	}
+	if !img.snapshottable {
+		return snapshot.Template{}, fmt.Errorf("no templates for a kernel or initrd outside the guest image: %w", errdefs.ErrFailedPrecondition)
+	}
+	// The build VM's state lives next to the templates, not in state_dir:
+	// it is no sandbox.
+	if err := os.MkdirAll(cfg.Snapshot.Dir, 0o700); err != nil {
+		return snapshot.Template{}, err
+	}
+	dir, err := os.MkdirTemp(cfg.Snapshot.Dir, ".build-")
+	if err != nil {
+		return snapshot.Template{}, err
+	}
+	defer os.RemoveAll(dir)
+	shared := filepath.Join(dir, "shared")
+	if err := os.Mkdir(shared, 0o700); err != nil {
+		return snapshot.Template{}, err
+	}
+	vc := vmConfig(cfg, img, "template", dir, shared)
+	k, err := newTemplateKey(cfg, img, vc)
+	if err != nil {
+		return snapshot.Template{}, err
+	}
+	key, err := snapshot.Key(k)
+	if err != nil {
+		return snapshot.Template{}, err
+	}
+	store := snapshot.Store{Dir: cfg.Snapshot.Dir}
+	return store.Create(ctx, key, k, func(ctx context.Context, statePath string) error {
+		return saveBootedVM(ctx, cfg, vc, statePath)
+	})
+}
+
+// saveBootedVM boots the VM until its agent opens its port, without ever
+// connecting to it: the agent then waits for a host, which is the state
+// every restored VM starts from.
+func saveBootedVM(ctx context.Context, cfg Config, vc vmm.Config, statePath string) error {
+	vm, err := qemu.Driver{Binary: cfg.VM.QEMU}.NewVM(vc)
+	if err != nil {
+		return fmt.Errorf("configure VM: %w", err)
+	}
+	defer vm.Stop(context.WithoutCancel(ctx))
+	if err := vm.Start(ctx); err != nil {
+		return fmt.Errorf("start VM: %w", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, vc.BootTimeout)
+	defer cancel()
+	if err := vm.WaitPortOpen(wctx); err != nil {
+		return fmt.Errorf("boot template VM (console log %s): %w", vm.ConsoleLog(), err)
+	}
+	if err := vm.Save(ctx, statePath); err != nil {
+		return fmt.Errorf("save template VM: %w", err)
+	}
+	return nil
+}
+
+// spawnTemplateCreation starts `scc snapshot create` in the background,
+// detached from the shim, if the scc binary sits next to the shim.
+func spawnTemplateCreation(ctx context.Context, configPath string) {
+	self, err := os.Executable()
+	if err != nil {
+		return
+	}
+	scc := filepath.Join(filepath.Dir(self), "scc")
+	if _, err := os.Stat(scc); err != nil {
+		log.G(ctx).Debug("no scc binary next to the shim: not creating a template")
+		return
+	}
+	args := []string{"snapshot", "create"}
+	if configPath != "" {
+		args = append(args, "--config", configPath)
+	}
+	cmd := exec.Command(scc, args...)
+	// Its own session: the template outlives this sandbox's shim.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		log.G(ctx).WithError(err).Warn("start template creation")
+		return
+	}
+	go cmd.Wait()
+}
