@@ -34,7 +34,7 @@ func (s *service) UnaryServerInterceptor() ttrpc.UnaryServerInterceptor {
 			entry.WithError(err).Debug("request failed")
 			return resp, errgrpc.ToGRPC(err)
 		}
-		entry.Trace("request")
+		entry.Debug("request")
 		return resp, nil
 	}
 }

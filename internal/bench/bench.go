@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -67,8 +68,9 @@ func percentile(ts []time.Duration, p int) time.Duration {
 
 const imageRef = "scc.local/busybox:latest"
 
-// ColdStart measures `ctr run --rm <image> /bin/true` for runc and for scc
-// booting a fresh VM, alternating runtimes.
+// ColdStart measures `ctr run --rm <image> /bin/true` for runc, for scc
+// booting a fresh VM and for scc restoring its VM from a template,
+// alternating runtimes.
 func ColdStart(ctx context.Context, opts Options) (_ []Result, retErr error) {
 	if opts.Runs < 1 {
 		return nil, fmt.Errorf("runs must be at least 1")
@@ -81,11 +83,18 @@ func ColdStart(ctx context.Context, opts Options) (_ []Result, retErr error) {
 			retErr = err
 		}
 	}()
-	sccConfig := filepath.Join(opts.Dir, "scc.toml")
-	cfg := fmt.Sprintf("state_dir = %q\nguest_dir = %q\n\n[vm]\nlog_dir = %q\n",
-		filepath.Join(opts.Dir, "run"), opts.GuestDir, filepath.Join(opts.Dir, "logs"))
-	if err := os.WriteFile(sccConfig, []byte(cfg), 0o644); err != nil {
+	coldConfig, err := writeConfig(opts, "cold", false)
+	if err != nil {
 		return nil, err
+	}
+	restoreConfig, err := writeConfig(opts, "restore", true)
+	if err != nil {
+		return nil, err
+	}
+	// The template of the restore configuration exists before the
+	// measurements: they measure the warm path.
+	if out, err := exec.CommandContext(ctx, filepath.Join(opts.ShimDir, "scc"), "snapshot", "create", "--config", restoreConfig).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("create VM template: %v: %s", err, out)
 	}
 	d, err := ctrd.Start(ctx, ctrd.Options{Dir: filepath.Join(opts.Dir, "c"), BinDir: opts.BinDir, ShimDir: opts.ShimDir})
 	if err != nil {
@@ -104,7 +113,8 @@ func ColdStart(ctx context.Context, opts Options) (_ []Result, retErr error) {
 
 	results := []Result{
 		{Runtime: Runtime{Name: "runc", Runtime: "io.containerd.runc.v2"}},
-		{Runtime: Runtime{Name: "scc (cold boot)", Runtime: "io.containerd.scc.v2", Config: sccConfig}},
+		{Runtime: Runtime{Name: "scc (cold boot)", Runtime: "io.containerd.scc.v2", Config: coldConfig}},
+		{Runtime: Runtime{Name: "scc (restore)", Runtime: "io.containerd.scc.v2", Config: restoreConfig}},
 	}
 	// One unmeasured run each warms the page cache and containerd.
 	for i := -1; i < opts.Runs; i++ {
@@ -159,4 +169,12 @@ func Report(w io.Writer, title string, results []Result) {
 		fmt.Fprintf(tw, "%s\t%d\t%v\t%v\t%s\n", r.Runtime.Name, len(r.Times), r.Median().Round(time.Millisecond), r.P90().Round(time.Millisecond), ratio)
 	}
 	tw.Flush()
+}
+
+// writeConfig writes an scc shim configuration for one mode.
+func writeConfig(opts Options, name string, snapshots bool) (string, error) {
+	p := filepath.Join(opts.Dir, name+".toml")
+	cfg := fmt.Sprintf("state_dir = %q\nguest_dir = %q\n\n[vm]\nlog_dir = %q\n\n[snapshot]\nenabled = %t\nauto_create = false\ndir = %q\n",
+		filepath.Join(opts.Dir, "run"), opts.GuestDir, filepath.Join(opts.Dir, "logs"), snapshots, filepath.Join(opts.Dir, "snapshots"))
+	return p, os.WriteFile(p, []byte(cfg), 0o644)
 }
