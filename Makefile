@@ -10,6 +10,9 @@ SCC_CACHE_DIR ?= /var/cache/scc
 GUEST_DIR ?= $(CURDIR)/build/guest
 CONTAINERD_VERSION := $(shell awk '$$1 == "github.com/containerd/containerd/v2" {print $$2}' go.mod)
 CONTAINERD_BIN := $(SCC_CACHE_DIR)/containerd-$(CONTAINERD_VERSION)/bin
+# crictl (and later critest), pinned by hack/tools/go.mod.
+TOOLS_BIN := $(SCC_CACHE_DIR)/tools/bin
+CRICTL := $(TOOLS_BIN)/crictl
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 GO ?= go
@@ -18,16 +21,22 @@ GO_LDFLAGS := -X github.com/sccontainers/scc/shim.Version=$(VERSION)
 # libcontainer needs cgo (nsenter), so it is linked statically with cgo.
 AGENT_TAGS := netgo osusergo static_build seccomp
 
-export SCC_CACHE_DIR GUEST_DIR CONTAINERD_BIN
+export SCC_CACHE_DIR GUEST_DIR CONTAINERD_BIN CRICTL
 
-.PHONY: help deps build agent guest containerd protos check-protos test unit e2e demo bench lint clean
+.PHONY: help deps build agent guest containerd tools protos check-protos test unit e2e demo bench lint clean
 
 help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-deps: ## Install what building and testing need (apt packages, containerd at the pinned version).
+deps: ## Install what building and testing need (apt packages, containerd and crictl at pinned versions).
 	hack/install-deps.sh
-	$(MAKE) containerd
+	$(MAKE) containerd tools
+
+tools: $(CRICTL) ## Build crictl at the version hack/tools/go.mod pins.
+
+$(CRICTL): hack/tools/go.mod
+	mkdir -p $(TOOLS_BIN)
+	cd hack/tools && $(GO) build -o $(TOOLS_BIN)/ sigs.k8s.io/cri-tools/cmd/crictl
 
 containerd: $(CONTAINERD_BIN)/containerd ## Build containerd and ctr at the version go.mod pins.
 

@@ -76,6 +76,9 @@ func run(ctx context.Context) error {
 		if err := initsys.SetHostname(hostname); err != nil {
 			log.G(ctx).WithError(err).Error("set hostname")
 		}
+		if err := initsys.LoopbackUp(); err != nil {
+			log.G(ctx).WithError(err).Error("loopback")
+		}
 		// Keep going on failure: the host learns more from a Ping and a
 		// failing CreateContainer than from a guest that powered off.
 		if err := initsys.LoadModules(ctx); err != nil {

@@ -18,6 +18,10 @@ type container struct {
 	id     string
 	bundle string
 	init   *process
+	// pause marks a pod's sandbox container, which has no process in the
+	// guest: it stands for the VM, and runs until it is killed or the VM
+	// dies.
+	pause bool
 	// unmount removes the host mounts made for the container; it must be
 	// called once the guest no longer uses them.
 	unmount func() error

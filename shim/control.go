@@ -23,6 +23,9 @@ func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptyRes
 	if err != nil {
 		return nil, err
 	}
+	if c.pause {
+		return nil, fmt.Errorf("pause %s: a pod sandbox cannot be paused: %w", r.ID, errdefs.ErrNotImplemented)
+	}
 	if err := c.init.transition(statusPaused, statusRunning); err != nil {
 		return nil, err
 	}
@@ -56,6 +59,9 @@ func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.Pi
 	c, err := s.getContainer(r.ID)
 	if err != nil {
 		return nil, err
+	}
+	if c.pause {
+		return &taskAPI.PidsResponse{}, nil
 	}
 	resp, err := s.currentSandbox().agent.ListPids(ctx, &agent.ContainerRequest{ContainerId: r.ID})
 	if err != nil {
@@ -115,8 +121,14 @@ func (s *service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*
 
 // Update applies new resource limits to a container's cgroup in the guest.
 func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*emptyResponse, error) {
-	if _, err := s.getContainer(r.ID); err != nil {
+	c, err := s.getContainer(r.ID)
+	if err != nil {
 		return nil, err
+	}
+	if c.pause {
+		// The VM's size is fixed at boot; the limits of the pod's
+		// containers still apply inside it.
+		return empty, nil
 	}
 	if r.Resources == nil {
 		return nil, fmt.Errorf("update %s: no resources: %w", r.ID, errdefs.ErrInvalidArgument)
@@ -137,12 +149,17 @@ func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*em
 // Stats returns the container's cgroup figures from the guest, in the
 // cgroup v2 metrics format that crictl and ctr understand.
 func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
-	if _, err := s.getContainer(r.ID); err != nil {
+	c, err := s.getContainer(r.ID)
+	if err != nil {
 		return nil, err
 	}
-	st, err := s.currentSandbox().agent.StatsContainer(ctx, &agent.ContainerRequest{ContainerId: r.ID})
-	if err != nil {
-		return nil, fmt.Errorf("stats %s: %w", r.ID, fromAgent(err))
+	st := &agent.StatsResponse{}
+	// A pod's sandbox container has no processes of its own.
+	if !c.pause {
+		st, err = s.currentSandbox().agent.StatsContainer(ctx, &agent.ContainerRequest{ContainerId: r.ID})
+		if err != nil {
+			return nil, fmt.Errorf("stats %s: %w", r.ID, fromAgent(err))
+		}
 	}
 	m := &v2stats.Metrics{
 		CPU: &v2stats.CPUStat{

@@ -48,7 +48,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		return nil, fmt.Errorf("container %s: %w", r.ID, errdefs.ErrAlreadyExists)
 	}
 	// Check the rootfs before a VM boots for nothing.
-	if len(r.Rootfs) == 0 {
+	if len(r.Rootfs) == 0 && !isPodSandbox(spec) {
 		if _, err := rootfsDir(r.Bundle, spec); err != nil {
 			return nil, fmt.Errorf("create %s: %w", r.ID, err)
 		}
@@ -58,9 +58,12 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		return nil, fmt.Errorf("create %s: %w", r.ID, err)
 	}
 
-	sb, err := s.ensureSandbox(ctx, sandboxID(spec, r.ID), configPath)
+	sb, err := s.ensureSandbox(ctx, sandboxID(spec, r.ID), configPath, spec)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", r.ID, err)
+	}
+	if isPodSandbox(spec) {
+		return s.createPause(ctx, r, sb)
 	}
 
 	if err := writeSandboxState(r.Bundle, sb.dir); err != nil {
@@ -78,6 +81,9 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		}
 	}()
 	guestSpec(spec)
+	if isPodContainer(spec) {
+		podSpec(spec)
+	}
 	specJSON, err := json.Marshal(spec)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: encode spec: %w", r.ID, err)
@@ -181,3 +187,18 @@ func guestSpec(spec *specs.Spec) {
 // errMissingRootfs is returned when a container has neither rootfs mounts
 // nor a rootfs directory in its bundle.
 var errMissingRootfs = errors.New("missing rootfs")
+
+// createPause records a pod's sandbox container: nothing runs in the
+// guest for it, and its pid is the VM's.
+func (s *service) createPause(ctx context.Context, r *taskAPI.CreateTaskRequest, sb *sandbox) (*taskAPI.CreateTaskResponse, error) {
+	if err := writeSandboxState(r.Bundle, sb.dir); err != nil {
+		return nil, fmt.Errorf("create %s: record sandbox state: %w", r.ID, err)
+	}
+	init := newProcess(r.ID, "", stdio{}, nil)
+	c := &container{id: r.ID, bundle: r.Bundle, init: init, pause: true, unmount: func() error { return nil }, execs: map[string]*process{}}
+	s.mu.Lock()
+	s.containers[r.ID] = c
+	s.mu.Unlock()
+	s.send(&eventstypes.TaskCreate{ContainerID: r.ID, Bundle: r.Bundle, Rootfs: r.Rootfs, Pid: uint32(sb.vm.Pid())})
+	return &taskAPI.CreateTaskResponse{Pid: uint32(sb.vm.Pid())}, nil
+}

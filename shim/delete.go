@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
 
 	agent "github.com/sccontainers/scc/api/agent/v1"
 )
@@ -29,7 +31,7 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	if r.ExecID != "" {
 		if st == statusCreated {
 			p.setExited(0, time.Now())
-		} else if _, err := sb.agent.DeleteProcess(ctx, &agent.ProcessRequest{ContainerId: r.ID, ExecId: r.ExecID}); err != nil && !vmGone(sb) {
+		} else if _, err := sb.agent.DeleteProcess(ctx, &agent.ProcessRequest{ContainerId: r.ID, ExecId: r.ExecID}); err != nil && !sb.lost(err) {
 			log.G(ctx).WithError(err).WithField(logExec, r.ExecID).Warn("delete process in guest")
 		}
 		p.closeIO()
@@ -43,8 +45,8 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 			return nil, fmt.Errorf("delete %s: exec %s is %s: %w", r.ID, e.execID, st, errdefs.ErrFailedPrecondition)
 		}
 	}
-	if !vmGone(sb) {
-		if _, err := sb.agent.DeleteContainer(ctx, &agent.ContainerRequest{ContainerId: r.ID}); err != nil && !errdefs.IsNotFound(fromAgent(err)) {
+	if !vmGone(sb) && !c.pause {
+		if _, err := sb.agent.DeleteContainer(ctx, &agent.ContainerRequest{ContainerId: r.ID}); err != nil && !errdefs.IsNotFound(fromAgent(err)) && !sb.lost(err) {
 			return nil, fmt.Errorf("delete %s in guest: %w", r.ID, fromAgent(err))
 		}
 	}
@@ -81,6 +83,24 @@ func vmGone(sb *sandbox) bool {
 	case <-sb.vm.Done():
 		return true
 	default:
+		return false
+	}
+}
+
+// lost reports whether err from an agent call means the VM is gone: a
+// closed connection, with the VM's exit seen within vmExitGrace. The VM
+// dying closes the agent socket before its exit is observed.
+func (sb *sandbox) lost(err error) bool {
+	if sb == nil || sb.vm == nil {
+		return true
+	}
+	if !errors.Is(err, ttrpc.ErrClosed) {
+		return vmGone(sb)
+	}
+	select {
+	case <-sb.vm.Done():
+		return true
+	case <-time.After(vmExitGrace):
 		return false
 	}
 }

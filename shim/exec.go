@@ -18,6 +18,9 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emp
 	if err != nil {
 		return nil, err
 	}
+	if c.pause {
+		return nil, fmt.Errorf("exec in pod sandbox %s: %w", r.ID, errdefs.ErrNotImplemented)
+	}
 	if st := c.init.status(); st != statusRunning {
 		return nil, fmt.Errorf("exec in container %s: container is %s: %w", r.ID, st, errdefs.ErrFailedPrecondition)
 	}

@@ -3,6 +3,8 @@ package shim
 import (
 	"context"
 	"fmt"
+	"syscall"
+	"time"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
@@ -18,6 +20,11 @@ func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptyRespo
 	}
 	if p.hasExited() {
 		return nil, fmt.Errorf("kill %s: process already finished: %w", p.name(), errdefs.ErrNotFound)
+	}
+	c, _ := s.getContainer(r.ID)
+	if c != nil && c.pause && r.ExecID == "" {
+		s.killPause(c, syscall.Signal(r.Signal))
+		return empty, nil
 	}
 	sb := s.currentSandbox()
 	if vmGone(sb) {
@@ -45,4 +52,15 @@ func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.Wa
 	}
 	code, at := p.exit()
 	return &taskAPI.WaitResponse{ExitStatus: code, ExitedAt: toTimestamp(at)}, nil
+}
+
+// killPause ends a pod's sandbox container as the pause process would: it
+// exits 0 on SIGTERM and SIGINT, and dies of any other signal. The VM
+// stays until the shim shuts down, once every container is deleted.
+func (s *service) killPause(c *container, sig syscall.Signal) {
+	code := uint32(128 + sig)
+	if sig == syscall.SIGTERM || sig == syscall.SIGINT {
+		code = 0
+	}
+	s.recordExit(c, c.init, code, time.Now())
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	agent "github.com/sccontainers/scc/api/agent/v1"
 	"github.com/sccontainers/scc/vmm"
@@ -34,7 +35,10 @@ type sandbox struct {
 
 // ensureSandbox returns the shim's sandbox, booting its VM on first use.
 // Later containers of the pod run in the same VM.
-func (s *service) ensureSandbox(ctx context.Context, id, configPath string) (*sandbox, error) {
+//
+// A pod's sandbox container sizes the VM: its CPU and memory limits are
+// added to the configured base size.
+func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec *specs.Spec) (*sandbox, error) {
 	s.bootMu.Lock()
 	defer s.bootMu.Unlock()
 	s.mu.Lock()
@@ -46,6 +50,11 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string) (*sa
 	cfg, err := LoadConfig(configPath)
 	if err != nil {
 		return nil, err
+	}
+	if isPodSandbox(spec) {
+		vcpus, mem := podResources(spec)
+		cfg.VM.VCPUs += vcpus
+		cfg.VM.MemoryMiB += mem
 	}
 	sb, err = startSandbox(ctx, cfg, configPath, id)
 	if err != nil {

@@ -24,6 +24,13 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		return nil, err
 	}
 	var pid uint32
+	if c.pause {
+		// The pod's sandbox runs as long as its VM does.
+		pid = uint32(sb.vm.Pid())
+		p.setPid(pid)
+		s.send(&eventstypes.TaskStart{ContainerID: r.ID, Pid: pid})
+		return &taskAPI.StartResponse{Pid: pid}, nil
+	}
 	if r.ExecID == "" {
 		resp, err := sb.agent.StartContainer(ctx, &agent.StartContainerRequest{ContainerId: r.ID})
 		if err != nil {

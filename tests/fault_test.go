@@ -24,6 +24,8 @@ func startReady(t *testing.T, ctx context.Context, id string) *exec.Cmd {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -31,6 +33,9 @@ func startReady(t *testing.T, ctx context.Context, id string) *exec.Cmd {
 		if cmd.ProcessState == nil {
 			ctr(t, context.Background(), "", "task", "kill", "-s", "SIGKILL", id)
 			cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("ctr run stderr: %s", stderr.String())
 		}
 		cleanupContainer(t, id)
 	})

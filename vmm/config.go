@@ -58,6 +58,10 @@ type Config struct {
 	// BootTimeout bounds how long the caller waits for the guest agent
 	// after Start. Drivers also use it to bound Start itself.
 	BootTimeout time.Duration
+
+	// TEE, when set to a confidential type, launches the VM as an SEV-SNP
+	// or TDX guest (see TEEConfig); nil or TEENone is an ordinary VM.
+	TEE *TEEConfig
 }
 
 // AgentAddr is the host unix socket of the agent's virtio-serial port.
@@ -68,9 +72,11 @@ func (c Config) ConsoleLog() string { return filepath.Join(c.StateDir, ConsoleLo
 
 // WithDefaults returns a copy of c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
-	if c.Firmware == "" {
+	// A confidential VM boots its measured firmware, never qboot.
+	if c.Firmware == "" && !c.TEE.Confidential() {
 		c.Firmware = DefaultFirmware
 	}
+	c.TEE = c.TEE.withDefaults(c.Firmware)
 	if c.VCPUs == 0 {
 		c.VCPUs = DefaultVCPUs
 	}
@@ -122,7 +128,7 @@ func (c Config) Validate() error {
 
 	checkFile(&errs, "kernel", c.Kernel, true)
 	checkFile(&errs, "initrd", c.Initrd, false)
-	checkFile(&errs, "firmware", c.Firmware, true)
+	checkFile(&errs, "firmware", c.Firmware, !c.TEE.Confidential())
 
 	if c.VCPUs < 1 || c.VCPUs > 255 {
 		bad("vcpus %d: want 1 to 255", c.VCPUs)
@@ -166,6 +172,8 @@ func (c Config) Validate() error {
 			bad("share %q: %s is not a directory", s.Tag, s.Path)
 		}
 	}
+
+	c.TEE.validate(&errs, c)
 
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid vm config: %w", errors.Join(errs...))

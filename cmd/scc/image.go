@@ -41,7 +41,7 @@ func runContainerdConfig(ctx context.Context, args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("usage: scc containerd-config DIR")
 	}
-	cfg, err := ctrd.Config(args[0])
+	cfg, err := ctrd.Config(args[0], nil)
 	if err != nil {
 		return err
 	}

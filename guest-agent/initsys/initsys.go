@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/containerd/log"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/sccontainers/scc/internal/kmod"
@@ -229,4 +230,17 @@ func CmdlineValue(cmdline, key string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// LoopbackUp brings up the guest's loopback interface: the containers of a
+// pod share the guest's network namespace, and reach each other on it.
+func LoopbackUp() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find lo: %w", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("bring lo up: %w", err)
+	}
+	return nil
 }

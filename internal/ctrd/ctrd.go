@@ -23,8 +23,20 @@ import (
 // Namespace is the containerd namespace the private instance is used with.
 const Namespace = "scc"
 
+// CRIOptions turn on containerd's CRI plugin, with an "scc" runtime
+// handler next to "runc".
+type CRIOptions struct {
+	// SCCConfig is the scc shim configuration the handler passes.
+	SCCConfig string
+	// SandboxImage is the pod sandbox (pause) image; it must be imported
+	// into the k8s.io namespace.
+	SandboxImage string
+}
+
 // Options describe a private containerd.
 type Options struct {
+	// CRI, when set, enables the CRI plugin.
+	CRI *CRIOptions
 	// Dir holds everything: config.toml, root/, state/, the sockets and
 	// the log. Keep it short: shim socket paths are derived from it.
 	Dir string
@@ -51,11 +63,13 @@ root = "{{.Dir}}/root"
 state = "{{.Dir}}/state"
 disabled_plugins = [
   "io.containerd.nri.v1.nri",
+{{- if not .CRI}}
   "io.containerd.grpc.v1.cri",
   "io.containerd.cri.v1.images",
   "io.containerd.cri.v1.runtime",
   "io.containerd.podsandbox.controller.v1.podsandbox",
   "io.containerd.sandbox.controller.v1.shim",
+{{- end}}
   "io.containerd.tracing.processor.v1.otlp",
   "io.containerd.internal.v1.tracing",
 ]
@@ -71,12 +85,40 @@ disabled_plugins = [
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{{.Dir}}/opt"
+{{- with .CRI}}
+
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = "{{.SandboxImage}}"
+
+[plugins."io.containerd.cri.v1.runtime".cni]
+  bin_dirs = ["/usr/lib/cni"]
+  conf_dir = "{{$.Dir}}/cni"
+
+[plugins."io.containerd.cri.v1.runtime".containerd]
+  default_runtime_name = "runc"
+
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.scc]
+  runtime_type = "io.containerd.scc.v2"
+  [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.scc.options]
+    ConfigPath = "{{.SCCConfig}}"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+{{- end}}
 `))
 
-// Config returns the containerd configuration for a private instance in dir.
-func Config(dir string) (string, error) {
+// Config returns the containerd configuration for a private instance in
+// dir, with the CRI plugin when cri is not nil.
+func Config(dir string, cri *CRIOptions) (string, error) {
 	var b bytes.Buffer
-	if err := configTemplate.Execute(&b, struct{ Dir string }{dir}); err != nil {
+	if err := configTemplate.Execute(&b, struct {
+		Dir string
+		CRI *CRIOptions
+	}{dir, cri}); err != nil {
 		return "", err
 	}
 	return b.String(), nil
@@ -94,7 +136,7 @@ func Start(ctx context.Context, opts Options) (_ *Daemon, retErr error) {
 	if err := os.MkdirAll(opts.Dir, 0o711); err != nil {
 		return nil, fmt.Errorf("create containerd dir: %w", err)
 	}
-	cfg, err := Config(opts.Dir)
+	cfg, err := Config(opts.Dir, opts.CRI)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +192,13 @@ func (d *Daemon) Address() string { return Address(d.opts.Dir) }
 
 // Ctr returns a ctr command talking to the daemon in Namespace.
 func (d *Daemon) Ctr(ctx context.Context, args ...string) *exec.Cmd {
-	all := append([]string{"--address", d.Address(), "--namespace", Namespace}, args...)
+	return d.CtrIn(ctx, Namespace, args...)
+}
+
+// CtrIn returns a ctr command talking to the daemon in namespace ns (CRI
+// uses "k8s.io").
+func (d *Daemon) CtrIn(ctx context.Context, ns string, args ...string) *exec.Cmd {
+	all := append([]string{"--address", d.Address(), "--namespace", ns}, args...)
 	return exec.CommandContext(ctx, filepath.Join(d.opts.BinDir, "ctr"), all...)
 }
 

@@ -46,15 +46,31 @@ func args(cfg vmm.Config, incoming string) ([]string, error) {
 	}
 	dir := cfg.StateDir
 
+	machine := "q35,accel=" + string(cfg.Accel)
+	firmware := []string{"-bios", cfg.Firmware}
+	var objects []string
+	if cfg.TEE.Confidential() {
+		t, err := teeArgs(cfg)
+		if err != nil {
+			return nil, err
+		}
+		machine += t.machine
+		if t.cpu != "" {
+			cpu = t.cpu
+		}
+		firmware, objects = t.firmware, t.objects
+	}
+
 	a := []string{
 		"-name", "scc-" + cfg.ID,
-		"-M", "q35,accel=" + string(cfg.Accel),
+		"-M", machine,
 		"-cpu", cpu,
 		"-smp", strconv.Itoa(cfg.VCPUs),
 		"-m", strconv.Itoa(cfg.MemoryMiB),
-		"-bios", cfg.Firmware,
-		"-kernel", cfg.Kernel,
 	}
+	a = append(a, objects...)
+	a = append(a, firmware...)
+	a = append(a, "-kernel", cfg.Kernel)
 	if cfg.Initrd != "" {
 		a = append(a, "-initrd", cfg.Initrd)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/sccontainers/scc/vmm"
+	"github.com/sccontainers/scc/vmm/confidential"
 	"github.com/sccontainers/scc/vmm/qemu/qmp"
 )
 
@@ -42,6 +43,9 @@ type Driver struct {
 	// Binary is the QEMU program, DefaultBinary (looked up in PATH) when
 	// empty.
 	Binary string
+	// SEVHost reports the host CPU's memory encryption support for SEV-SNP
+	// guests; confidential.HostSEV when nil. Tests replace it.
+	SEVHost func() confidential.SEVHost
 }
 
 var (
@@ -56,13 +60,16 @@ func (d Driver) New(cfg vmm.Config) (vmm.VM, error) {
 }
 
 // NewVM applies cfg's defaults, validates it and resolves AccelAuto to the
-// accelerator this host supports. Nothing is started or written.
+// accelerator this host supports. For a confidential guest it also checks
+// that QEMU (by running it with --version), the accelerator and the host CPU
+// can launch it, and fills in the host's SEV C-bit position; such failures
+// wrap errdefs.ErrFailedPrecondition. Nothing is started or written.
 func (d Driver) NewVM(cfg vmm.Config) (*VM, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("new qemu vm: %w", errors.Join(errdefs.ErrInvalidArgument, err))
 	}
-	acc, _, err := vmm.ResolveAccel(cfg.Accel)
+	acc, why, err := vmm.ResolveAccel(cfg.Accel)
 	if err != nil {
 		return nil, fmt.Errorf("new qemu vm: %w", err)
 	}
@@ -70,6 +77,11 @@ func (d Driver) NewVM(cfg vmm.Config) (*VM, error) {
 	bin := d.Binary
 	if bin == "" {
 		bin = DefaultBinary
+	}
+	if cfg.TEE.Confidential() {
+		if err := d.resolveTEE(&cfg, bin, why); err != nil {
+			return nil, fmt.Errorf("new qemu vm: %w", err)
+		}
 	}
 	return &VM{cfg: cfg, binary: bin, done: make(chan struct{})}, nil
 }

@@ -21,6 +21,9 @@ const migratePoll = 20 * time.Millisecond
 func (v *VM) Save(ctx context.Context, path string) error {
 	v.op.Lock()
 	defer v.op.Unlock()
+	if err := v.snapshotSupported("save"); err != nil {
+		return err
+	}
 	if err := v.expect("save", running, paused); err != nil {
 		return err
 	}
@@ -56,6 +59,9 @@ func (v *VM) Save(ctx context.Context, path string) error {
 func (v *VM) Restore(ctx context.Context, path string) error {
 	v.op.Lock()
 	defer v.op.Unlock()
+	if err := v.snapshotSupported("restore"); err != nil {
+		return err
+	}
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("restore vm: %w", err)
 	}
