@@ -12,7 +12,8 @@ packages=(
   protobuf-compiler            # make protos
   libseccomp-dev               # static seccomp support in the agent
   runc                         # the baseline runtime of the benchmark
-  iproute2 git ca-certificates build-essential
+  containernetworking-plugins  # pod networks in the CRI tests
+  iproute2 util-linux git ca-certificates build-essential
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -51,12 +51,20 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec
 	if err != nil {
 		return nil, err
 	}
+	var pn *podNetwork
 	if isPodSandbox(spec) {
 		vcpus, mem := podResources(spec)
 		cfg.VM.VCPUs += vcpus
 		cfg.VM.MemoryMiB += mem
+		if path := netnsPath(spec); path != "" {
+			if pn, err = setupPodNetwork(path); err != nil {
+				return nil, fmt.Errorf("pod network: %w", err)
+			}
+			// QEMU holds the taps once started; the shim's copies go.
+			defer pn.close()
+		}
 	}
-	sb, err = startSandbox(ctx, cfg, configPath, id)
+	sb, err = startSandbox(ctx, cfg, configPath, id, pn)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +78,7 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec
 // startSandbox starts a VM, from its configuration's template when there
 // is one, else by booting it, and waits for its agent. On failure it leaves
 // nothing behind but, in the log directory, the console log of the VM.
-func startSandbox(ctx context.Context, cfg Config, configPath, id string) (_ *sandbox, retErr error) {
+func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *podNetwork) (_ *sandbox, retErr error) {
 	img, err := guestImage(cfg)
 	if err != nil {
 		return nil, err
@@ -98,6 +106,11 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string) (_ *sa
 		return nil, fmt.Errorf("create shared dir: %w", err)
 	}
 	vc := vmConfig(cfg, img, shortID(id), dir, sb.sharedDir)
+	if pn != nil {
+		// Templates have no network devices: such a VM boots.
+		vc.Net = pn.devices
+		img.snapshottable = false
+	}
 	start := time.Now()
 	restored := false
 	if tmpl, ok := lookupTemplate(ctx, cfg, img, vc); ok {
@@ -117,6 +130,11 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string) (_ *sa
 		}
 		if cfg.Snapshot.Enabled && cfg.Snapshot.AutoCreate && img.snapshottable {
 			spawnTemplateCreation(ctx, configPath)
+		}
+	}
+	if pn != nil {
+		if _, err := sb.agent.ConfigureNetwork(ctx, pn.config); err != nil {
+			return nil, fmt.Errorf("configure guest network: %w", fromAgent(err))
 		}
 	}
 	log.G(ctx).WithField(logVM, vc.ID).WithField("restored", restored).WithField("start", time.Since(start)).Debug("VM ready")

@@ -78,7 +78,7 @@ func newTemplateKey(cfg Config, img guestFiles, vc vmm.Config) (templateKey, err
 // lookupTemplate finds the template a sandbox of this configuration can
 // be restored from.
 func lookupTemplate(ctx context.Context, cfg Config, img guestFiles, vc vmm.Config) (snapshot.Template, bool) {
-	if !cfg.Snapshot.Enabled || !img.snapshottable {
+	if !cfg.Snapshot.Enabled || !img.snapshottable || len(vc.Net) > 0 {
 		return snapshot.Template{}, false
 	}
 	k, err := newTemplateKey(cfg, img, vc)

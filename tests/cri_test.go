@@ -20,6 +20,7 @@ type criEnv struct {
 	d      *ctrd.Daemon
 	crictl string
 	dir    string
+	netns  string // containerd's network namespace, where its streaming server listens
 }
 
 func crictlPath() string {
@@ -33,6 +34,12 @@ func crictlPath() string {
 // tests' shim configuration, and imports the busybox image (also the pod
 // sandbox image) into the k8s.io namespace.
 func startCRI(t *testing.T, ctx context.Context) *criEnv {
+	return startCRIWith(t, ctx, "", "")
+}
+
+// startCRIWith runs containerd in network namespace netns (when set) with
+// cniConf as its CNI network.
+func startCRIWith(t *testing.T, ctx context.Context, netns, cniConf string) *criEnv {
 	t.Helper()
 	crictl := crictlPath()
 	if _, err := os.Stat(crictl); err != nil {
@@ -42,13 +49,22 @@ func startCRI(t *testing.T, ctx context.Context) *criEnv {
 		t.Skipf("crictl missing (make tools): %v", err)
 	}
 	dir := filepath.Join(env.dir, "cri")
+	if netns != "" {
+		dir = filepath.Join(env.dir, "crin")
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "cni"), 0o755); err != nil {
 		t.Fatal(err)
+	}
+	if cniConf != "" {
+		if err := os.WriteFile(filepath.Join(dir, "cni", "10-scc-test.conflist"), []byte(cniConf), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	d, err := ctrd.Start(ctx, ctrd.Options{
 		Dir:     dir,
 		BinDir:  containerdBin(),
 		ShimDir: env.binDir,
+		NetNS:   netns,
 		CRI:     &ctrd.CRIOptions{SCCConfig: env.config, SandboxImage: imageRef},
 	})
 	if err != nil {
@@ -64,7 +80,7 @@ func startCRI(t *testing.T, ctx context.Context) *criEnv {
 	if out, err := imp.CombinedOutput(); err != nil {
 		t.Fatalf("import: %v: %s", err, out)
 	}
-	return &criEnv{d: d, crictl: crictl, dir: dir}
+	return &criEnv{d: d, crictl: crictl, dir: dir, netns: netns}
 }
 
 func (c *criEnv) run(t *testing.T, ctx context.Context, args ...string) string {
@@ -72,6 +88,10 @@ func (c *criEnv) run(t *testing.T, ctx context.Context, args ...string) string {
 	ep := "unix://" + c.d.Address()
 	all := append([]string{"--runtime-endpoint", ep, "--image-endpoint", ep, "--timeout", "3m"}, args...)
 	cmd := exec.CommandContext(ctx, c.crictl, all...)
+	if c.netns != "" {
+		// exec and logs stream from containerd's server on its loopback.
+		cmd = exec.CommandContext(ctx, "nsenter", append([]string{"--net=/var/run/netns/" + c.netns, "--", c.crictl}, all...)...)
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -198,4 +218,78 @@ func hostRelease(t *testing.T) string {
 	var u runtimeUname
 	u.read(t)
 	return u.release
+}
+
+// TestCRIPodNetwork runs a pod on a CNI bridge network, in a network
+// namespace of the test's own, and reaches a server in the pod's VM at
+// the pod's IP from outside the pod.
+func TestCRIPodNetwork(t *testing.T) {
+	requireEnv(t)
+	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
+		t.Fatalf("CNI plugins missing (make deps): %v", err)
+	}
+	ctx := testContext(t)
+	ns := filepath.Base(env.dir)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	exec.Command("ip", "-n", ns, "link", "set", "lo", "up").Run()
+	cni := `{"cniVersion": "1.0.0", "name": "scc-test", "plugins": [{"type": "bridge", "bridge": "scc0", "isGateway": true, "ipMasq": false,
+  "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.99.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "` + filepath.Join(env.dir, "cni-ipam") + `"}}]}`
+	c := startCRIWith(t, ctx, ns, cni)
+
+	podCfg := writeJSON(t, filepath.Join(c.dir, "pod.json"), map[string]any{
+		"metadata":      map[string]any{"name": "netpod", "namespace": "default", "uid": "netpod-uid"},
+		"log_directory": filepath.Join(c.dir, "logs"),
+	})
+	pod := c.run(t, ctx, "runp", "--runtime", "scc", podCfg)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		exec.CommandContext(ctx, c.crictl, "--runtime-endpoint", "unix://"+c.d.Address(), "stopp", pod).Run()
+		exec.CommandContext(ctx, c.crictl, "--runtime-endpoint", "unix://"+c.d.Address(), "rmp", "-f", pod).Run()
+	})
+	srvCfg := writeJSON(t, filepath.Join(c.dir, "srv.json"), map[string]any{
+		"metadata": map[string]any{"name": "srv"},
+		"image":    map[string]any{"image": imageRef},
+		"command":  []string{"sh", "-c", "while true; do echo pong | nc -l -p 8080; done"},
+		"log_path": "srv.log",
+	})
+	srv := c.run(t, ctx, "create", pod, srvCfg, podCfg)
+	c.run(t, ctx, "start", srv)
+
+	var inspect struct {
+		Status struct {
+			Network struct {
+				IP string `json:"ip"`
+			} `json:"network"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(c.run(t, ctx, "inspectp", pod)), &inspect); err != nil {
+		t.Fatal(err)
+	}
+	ip := inspect.Status.Network.IP
+	if !strings.HasPrefix(ip, "10.99.0.") {
+		t.Fatalf("pod IP %q is not on the CNI network", ip)
+	}
+	// The guest has the pod's address.
+	if out := c.run(t, ctx, "exec", srv, "ip", "-4", "addr", "show", "eth0"); !strings.Contains(out, ip+"/24") {
+		t.Errorf("guest eth0 lacks %s/24:\n%s", ip, out)
+	}
+	var reply string
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		out, _ := exec.CommandContext(ctx, "nsenter", "--net=/var/run/netns/"+ns, "--", "/bin/busybox", "nc", "-w", "5", ip, "8080").Output()
+		if reply = strings.TrimSpace(string(out)); reply == "pong" {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if reply != "pong" {
+		t.Errorf("no answer from the pod at %s:8080 (got %q)", ip, reply)
+	}
+	c.run(t, ctx, "stop", "--timeout", "5", srv)
+	c.run(t, ctx, "rm", srv)
+	c.run(t, ctx, "stopp", pod)
+	c.run(t, ctx, "rmp", pod)
 }

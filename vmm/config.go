@@ -59,6 +59,9 @@ type Config struct {
 	// after Start. Drivers also use it to bound Start itself.
 	BootTimeout time.Duration
 
+	// Net are the guest's network interfaces, in order.
+	Net []NetDevice
+
 	// TEE, when set to a confidential type, launches the VM as an SEV-SNP
 	// or TDX guest (see TEEConfig); nil or TEENone is an ordinary VM.
 	TEE *TEEConfig
@@ -173,6 +176,11 @@ func (c Config) Validate() error {
 		}
 	}
 
+	for _, n := range c.Net {
+		if err := n.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	c.TEE.validate(&errs, c)
 
 	if len(errs) > 0 {

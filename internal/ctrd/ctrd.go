@@ -45,6 +45,9 @@ type Options struct {
 	// ShimDir is put first on containerd's PATH, so that it finds
 	// containerd-shim-scc-v2 there.
 	ShimDir string
+	// NetNS, when set, names a network namespace (ip netns) containerd
+	// runs in, so that CNI's bridges and veths stay out of the host's.
+	NetNS string
 	// Env is added to containerd's environment, which its shims inherit
 	// (for example SCC_CONFIG).
 	Env []string
@@ -150,6 +153,10 @@ func Start(ctx context.Context, opts Options) (_ *Daemon, retErr error) {
 	}
 	defer logf.Close()
 	cmd := exec.Command(filepath.Join(opts.BinDir, "containerd"), "--config", cfgPath)
+	if opts.NetNS != "" {
+		// Only the network namespace changes: mounts stay visible.
+		cmd = exec.Command("nsenter", "--net=/var/run/netns/"+opts.NetNS, "--", filepath.Join(opts.BinDir, "containerd"), "--config", cfgPath)
+	}
 	path := opts.BinDir + ":" + os.Getenv("PATH")
 	if opts.ShimDir != "" {
 		path = opts.ShimDir + ":" + path

@@ -88,6 +88,14 @@ func args(cfg vmm.Config, incoming string) ([]string, error) {
 		"-chardev", "socket,id=agent,path="+cfg.AgentAddr()+",server=on,wait=off",
 		"-device", "virtserialport,bus=vser0.0,chardev=agent,id=agentport,name="+cfg.AgentPort,
 	)
+	// Tap files are passed as extra files: the first is fd 3.
+	for i, n := range cfg.Net {
+		id := "net" + strconv.Itoa(i)
+		a = append(a,
+			"-netdev", "tap,id="+id+",fd="+strconv.Itoa(3+i),
+			"-device", "virtio-net-pci,netdev="+id+",mac="+n.MAC.String(),
+		)
+	}
 	for i, s := range cfg.Shares {
 		id := "fs" + strconv.Itoa(i)
 		a = append(a,

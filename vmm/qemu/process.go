@@ -52,6 +52,9 @@ func (v *VM) launch(ctx context.Context, restore bool) error {
 	cmd := exec.Command(v.binary, argv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	for _, n := range v.cfg.Net {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, n.Tap)
+	}
 
 	started := make(chan error, 1)
 	go v.run(cmd, started)

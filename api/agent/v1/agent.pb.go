@@ -1280,6 +1280,190 @@ func (x *RestoredRequest) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+type Interface struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// mac is the address of the guest's virtio-net interface.
+	Mac  string `protobuf:"bytes,1,opt,name=mac,proto3" json:"mac,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// addresses in CIDR notation.
+	Addresses     []string `protobuf:"bytes,3,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	Mtu           uint32   `protobuf:"varint,4,opt,name=mtu,proto3" json:"mtu,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Interface) Reset() {
+	*x = Interface{}
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Interface) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Interface) ProtoMessage() {}
+
+func (x *Interface) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Interface.ProtoReflect.Descriptor instead.
+func (*Interface) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Interface) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *Interface) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Interface) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+func (x *Interface) GetMtu() uint32 {
+	if x != nil {
+		return x.Mtu
+	}
+	return 0
+}
+
+type Route struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// destination in CIDR notation; empty for the default route.
+	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	Gateway     string `protobuf:"bytes,2,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	// device is the interface name.
+	Device        string `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Route) Reset() {
+	*x = Route{}
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Route) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Route) ProtoMessage() {}
+
+func (x *Route) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Route.ProtoReflect.Descriptor instead.
+func (*Route) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Route) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *Route) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *Route) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+type ConfigureNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Interfaces    []*Interface           `protobuf:"bytes,1,rep,name=interfaces,proto3" json:"interfaces,omitempty"`
+	Routes        []*Route               `protobuf:"bytes,2,rep,name=routes,proto3" json:"routes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigureNetworkRequest) Reset() {
+	*x = ConfigureNetworkRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigureNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigureNetworkRequest) ProtoMessage() {}
+
+func (x *ConfigureNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigureNetworkRequest.ProtoReflect.Descriptor instead.
+func (*ConfigureNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ConfigureNetworkRequest) GetInterfaces() []*Interface {
+	if x != nil {
+		return x.Interfaces
+	}
+	return nil
+}
+
+func (x *ConfigureNetworkRequest) GetRoutes() []*Route {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
 var File_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_agent_v1_agent_proto_rawDesc = "" +
@@ -1365,7 +1549,21 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x06height\x18\x04 \x01(\rR\x06height\"[\n" +
 	"\x0fRestoredRequest\x12\x18\n" +
 	"\aentropy\x18\x01 \x01(\fR\aentropy\x12.\n" +
-	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time2\xac\v\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"a\n" +
+	"\tInterface\x12\x10\n" +
+	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\taddresses\x18\x03 \x03(\tR\taddresses\x12\x10\n" +
+	"\x03mtu\x18\x04 \x01(\rR\x03mtu\"[\n" +
+	"\x05Route\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x18\n" +
+	"\agateway\x18\x02 \x01(\tR\agateway\x12\x16\n" +
+	"\x06device\x18\x03 \x01(\tR\x06device\"\x7f\n" +
+	"\x17ConfigureNetworkRequest\x127\n" +
+	"\n" +
+	"interfaces\x18\x01 \x03(\v2\x17.scc.agent.v1.InterfaceR\n" +
+	"interfaces\x12+\n" +
+	"\x06routes\x18\x02 \x03(\v2\x13.scc.agent.v1.RouteR\x06routes2\xff\v\n" +
 	"\x05Agent\x12=\n" +
 	"\x04Ping\x12\x19.scc.agent.v1.PingRequest\x1a\x1a.scc.agent.v1.PingResponse\x12O\n" +
 	"\x0fCreateContainer\x12$.scc.agent.v1.CreateContainerRequest\x1a\x16.google.protobuf.Empty\x12R\n" +
@@ -1389,7 +1587,8 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"ReadStderr\x12\x1f.scc.agent.v1.ReadOutputRequest\x1a .scc.agent.v1.ReadOutputResponse\x12C\n" +
 	"\tResizePty\x12\x1e.scc.agent.v1.ResizePtyRequest\x1a\x16.google.protobuf.Empty\x12A\n" +
-	"\bRestored\x12\x1d.scc.agent.v1.RestoredRequest\x1a\x16.google.protobuf.EmptyB0Z.github.com/sccontainers/scc/api/agent/v1;agentb\x06proto3"
+	"\bRestored\x12\x1d.scc.agent.v1.RestoredRequest\x1a\x16.google.protobuf.Empty\x12Q\n" +
+	"\x10ConfigureNetwork\x12%.scc.agent.v1.ConfigureNetworkRequest\x1a\x16.google.protobuf.EmptyB0Z.github.com/sccontainers/scc/api/agent/v1;agentb\x06proto3"
 
 var (
 	file_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -1403,82 +1602,89 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_agent_v1_agent_proto_goTypes = []any{
-	(*PingRequest)(nil),            // 0: scc.agent.v1.PingRequest
-	(*PingResponse)(nil),           // 1: scc.agent.v1.PingResponse
-	(*Mount)(nil),                  // 2: scc.agent.v1.Mount
-	(*CreateContainerRequest)(nil), // 3: scc.agent.v1.CreateContainerRequest
-	(*StdioConfig)(nil),            // 4: scc.agent.v1.StdioConfig
-	(*StartContainerRequest)(nil),  // 5: scc.agent.v1.StartContainerRequest
-	(*StartResponse)(nil),          // 6: scc.agent.v1.StartResponse
-	(*ExecProcessRequest)(nil),     // 7: scc.agent.v1.ExecProcessRequest
-	(*ProcessRequest)(nil),         // 8: scc.agent.v1.ProcessRequest
-	(*ContainerRequest)(nil),       // 9: scc.agent.v1.ContainerRequest
-	(*WaitProcessRequest)(nil),     // 10: scc.agent.v1.WaitProcessRequest
-	(*WaitProcessResponse)(nil),    // 11: scc.agent.v1.WaitProcessResponse
-	(*SignalProcessRequest)(nil),   // 12: scc.agent.v1.SignalProcessRequest
-	(*ListPidsResponse)(nil),       // 13: scc.agent.v1.ListPidsResponse
-	(*StatsResponse)(nil),          // 14: scc.agent.v1.StatsResponse
-	(*UpdateContainerRequest)(nil), // 15: scc.agent.v1.UpdateContainerRequest
-	(*WriteStdinRequest)(nil),      // 16: scc.agent.v1.WriteStdinRequest
-	(*WriteStdinResponse)(nil),     // 17: scc.agent.v1.WriteStdinResponse
-	(*ReadOutputRequest)(nil),      // 18: scc.agent.v1.ReadOutputRequest
-	(*ReadOutputResponse)(nil),     // 19: scc.agent.v1.ReadOutputResponse
-	(*ResizePtyRequest)(nil),       // 20: scc.agent.v1.ResizePtyRequest
-	(*RestoredRequest)(nil),        // 21: scc.agent.v1.RestoredRequest
-	(*timestamppb.Timestamp)(nil),  // 22: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),          // 23: google.protobuf.Empty
+	(*PingRequest)(nil),             // 0: scc.agent.v1.PingRequest
+	(*PingResponse)(nil),            // 1: scc.agent.v1.PingResponse
+	(*Mount)(nil),                   // 2: scc.agent.v1.Mount
+	(*CreateContainerRequest)(nil),  // 3: scc.agent.v1.CreateContainerRequest
+	(*StdioConfig)(nil),             // 4: scc.agent.v1.StdioConfig
+	(*StartContainerRequest)(nil),   // 5: scc.agent.v1.StartContainerRequest
+	(*StartResponse)(nil),           // 6: scc.agent.v1.StartResponse
+	(*ExecProcessRequest)(nil),      // 7: scc.agent.v1.ExecProcessRequest
+	(*ProcessRequest)(nil),          // 8: scc.agent.v1.ProcessRequest
+	(*ContainerRequest)(nil),        // 9: scc.agent.v1.ContainerRequest
+	(*WaitProcessRequest)(nil),      // 10: scc.agent.v1.WaitProcessRequest
+	(*WaitProcessResponse)(nil),     // 11: scc.agent.v1.WaitProcessResponse
+	(*SignalProcessRequest)(nil),    // 12: scc.agent.v1.SignalProcessRequest
+	(*ListPidsResponse)(nil),        // 13: scc.agent.v1.ListPidsResponse
+	(*StatsResponse)(nil),           // 14: scc.agent.v1.StatsResponse
+	(*UpdateContainerRequest)(nil),  // 15: scc.agent.v1.UpdateContainerRequest
+	(*WriteStdinRequest)(nil),       // 16: scc.agent.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil),      // 17: scc.agent.v1.WriteStdinResponse
+	(*ReadOutputRequest)(nil),       // 18: scc.agent.v1.ReadOutputRequest
+	(*ReadOutputResponse)(nil),      // 19: scc.agent.v1.ReadOutputResponse
+	(*ResizePtyRequest)(nil),        // 20: scc.agent.v1.ResizePtyRequest
+	(*RestoredRequest)(nil),         // 21: scc.agent.v1.RestoredRequest
+	(*Interface)(nil),               // 22: scc.agent.v1.Interface
+	(*Route)(nil),                   // 23: scc.agent.v1.Route
+	(*ConfigureNetworkRequest)(nil), // 24: scc.agent.v1.ConfigureNetworkRequest
+	(*timestamppb.Timestamp)(nil),   // 25: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),           // 26: google.protobuf.Empty
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: scc.agent.v1.CreateContainerRequest.rootfs:type_name -> scc.agent.v1.Mount
 	4,  // 1: scc.agent.v1.CreateContainerRequest.stdio:type_name -> scc.agent.v1.StdioConfig
 	4,  // 2: scc.agent.v1.ExecProcessRequest.stdio:type_name -> scc.agent.v1.StdioConfig
-	22, // 3: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
-	22, // 4: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
-	0,  // 5: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
-	3,  // 6: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
-	5,  // 7: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
-	7,  // 8: scc.agent.v1.Agent.ExecProcess:input_type -> scc.agent.v1.ExecProcessRequest
-	10, // 9: scc.agent.v1.Agent.WaitProcess:input_type -> scc.agent.v1.WaitProcessRequest
-	12, // 10: scc.agent.v1.Agent.SignalProcess:input_type -> scc.agent.v1.SignalProcessRequest
-	8,  // 11: scc.agent.v1.Agent.DeleteProcess:input_type -> scc.agent.v1.ProcessRequest
-	9,  // 12: scc.agent.v1.Agent.DeleteContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 13: scc.agent.v1.Agent.PauseContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 14: scc.agent.v1.Agent.ResumeContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 15: scc.agent.v1.Agent.ListPids:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 16: scc.agent.v1.Agent.StatsContainer:input_type -> scc.agent.v1.ContainerRequest
-	15, // 17: scc.agent.v1.Agent.UpdateContainer:input_type -> scc.agent.v1.UpdateContainerRequest
-	16, // 18: scc.agent.v1.Agent.WriteStdin:input_type -> scc.agent.v1.WriteStdinRequest
-	8,  // 19: scc.agent.v1.Agent.CloseStdin:input_type -> scc.agent.v1.ProcessRequest
-	18, // 20: scc.agent.v1.Agent.ReadStdout:input_type -> scc.agent.v1.ReadOutputRequest
-	18, // 21: scc.agent.v1.Agent.ReadStderr:input_type -> scc.agent.v1.ReadOutputRequest
-	20, // 22: scc.agent.v1.Agent.ResizePty:input_type -> scc.agent.v1.ResizePtyRequest
-	21, // 23: scc.agent.v1.Agent.Restored:input_type -> scc.agent.v1.RestoredRequest
-	1,  // 24: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
-	23, // 25: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
-	6,  // 26: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
-	6,  // 27: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
-	11, // 28: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
-	23, // 29: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
-	23, // 30: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
-	23, // 31: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
-	23, // 32: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
-	23, // 33: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
-	13, // 34: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
-	14, // 35: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
-	23, // 36: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
-	17, // 37: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
-	23, // 38: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
-	19, // 39: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
-	19, // 40: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
-	23, // 41: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
-	23, // 42: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
-	24, // [24:43] is the sub-list for method output_type
-	5,  // [5:24] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	25, // 3: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
+	25, // 4: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
+	22, // 5: scc.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> scc.agent.v1.Interface
+	23, // 6: scc.agent.v1.ConfigureNetworkRequest.routes:type_name -> scc.agent.v1.Route
+	0,  // 7: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
+	3,  // 8: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
+	5,  // 9: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
+	7,  // 10: scc.agent.v1.Agent.ExecProcess:input_type -> scc.agent.v1.ExecProcessRequest
+	10, // 11: scc.agent.v1.Agent.WaitProcess:input_type -> scc.agent.v1.WaitProcessRequest
+	12, // 12: scc.agent.v1.Agent.SignalProcess:input_type -> scc.agent.v1.SignalProcessRequest
+	8,  // 13: scc.agent.v1.Agent.DeleteProcess:input_type -> scc.agent.v1.ProcessRequest
+	9,  // 14: scc.agent.v1.Agent.DeleteContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 15: scc.agent.v1.Agent.PauseContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 16: scc.agent.v1.Agent.ResumeContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 17: scc.agent.v1.Agent.ListPids:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 18: scc.agent.v1.Agent.StatsContainer:input_type -> scc.agent.v1.ContainerRequest
+	15, // 19: scc.agent.v1.Agent.UpdateContainer:input_type -> scc.agent.v1.UpdateContainerRequest
+	16, // 20: scc.agent.v1.Agent.WriteStdin:input_type -> scc.agent.v1.WriteStdinRequest
+	8,  // 21: scc.agent.v1.Agent.CloseStdin:input_type -> scc.agent.v1.ProcessRequest
+	18, // 22: scc.agent.v1.Agent.ReadStdout:input_type -> scc.agent.v1.ReadOutputRequest
+	18, // 23: scc.agent.v1.Agent.ReadStderr:input_type -> scc.agent.v1.ReadOutputRequest
+	20, // 24: scc.agent.v1.Agent.ResizePty:input_type -> scc.agent.v1.ResizePtyRequest
+	21, // 25: scc.agent.v1.Agent.Restored:input_type -> scc.agent.v1.RestoredRequest
+	24, // 26: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
+	1,  // 27: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
+	26, // 28: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
+	6,  // 29: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
+	6,  // 30: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
+	11, // 31: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
+	26, // 32: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
+	26, // 33: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
+	26, // 34: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
+	26, // 35: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
+	26, // 36: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
+	13, // 37: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
+	14, // 38: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
+	26, // 39: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
+	17, // 40: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
+	26, // 41: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
+	19, // 42: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
+	19, // 43: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
+	26, // 44: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
+	26, // 45: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
+	26, // 46: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
+	27, // [27:47] is the sub-list for method output_type
+	7,  // [7:27] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -1492,7 +1698,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ type AgentService interface {
 	ReadStderr(context.Context, *ReadOutputRequest) (*ReadOutputResponse, error)
 	ResizePty(context.Context, *ResizePtyRequest) (*emptypb.Empty, error)
 	Restored(context.Context, *RestoredRequest) (*emptypb.Empty, error)
+	ConfigureNetwork(context.Context, *ConfigureNetworkRequest) (*emptypb.Empty, error)
 }
 
 func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
@@ -165,6 +166,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.Restored(ctx, &req)
+			},
+			"ConfigureNetwork": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ConfigureNetworkRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ConfigureNetwork(ctx, &req)
 			},
 		},
 	})
@@ -327,6 +335,14 @@ func (c *agentClient) ResizePty(ctx context.Context, req *ResizePtyRequest) (*em
 func (c *agentClient) Restored(ctx context.Context, req *RestoredRequest) (*emptypb.Empty, error) {
 	var resp emptypb.Empty
 	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "Restored", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ConfigureNetwork(ctx context.Context, req *ConfigureNetworkRequest) (*emptypb.Empty, error) {
+	var resp emptypb.Empty
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "ConfigureNetwork", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -1,0 +1,30 @@
+package vmm
+
+import (
+	"fmt"
+	"net"
+	"os"
+)
+
+// NetDevice is a virtio-net interface of the guest backed by a tap device
+// that the caller opened (typically inside a pod's network namespace, which
+// the VMM process is not in).
+type NetDevice struct {
+	// Tap is the open tap device (/dev/net/tun bound to the interface).
+	// The driver passes it to the VMM; the caller closes its copy after
+	// Start.
+	Tap *os.File
+	// MAC is the guest interface's address: the one of the pod interface
+	// the tap mirrors, so the pod's peers see no change.
+	MAC net.HardwareAddr
+}
+
+func (n NetDevice) validate() error {
+	if n.Tap == nil {
+		return fmt.Errorf("net device: no tap file")
+	}
+	if len(n.MAC) != 6 {
+		return fmt.Errorf("net device: MAC %q is not an Ethernet address", n.MAC)
+	}
+	return nil
+}
