@@ -1,0 +1,40 @@
+package qemu
+
+import (
+	"net"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/sccontainers/scc/vmm"
+)
+
+func TestArgsNetDevices(t *testing.T) {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mac0, _ := net.ParseMAC("0a:58:0a:63:00:05")
+	mac1, _ := net.ParseMAC("0a:58:0a:63:01:05")
+	cfg := baseConfig()
+	cfg.Net = []vmm.NetDevice{{Tap: f, MAC: mac0}, {Tap: f, MAC: mac1}}
+	argv, err := Args(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(argv, " ")
+	// Tap files are passed as extra files 3, 4, ... in order.
+	for _, want := range []string{
+		"-netdev tap,id=net0,fd=3 -device virtio-net-pci,netdev=net0,mac=0a:58:0a:63:00:05",
+		"-netdev tap,id=net1,fd=4 -device virtio-net-pci,netdev=net1,mac=0a:58:0a:63:01:05",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("argv lacks %q:\n%s", want, got)
+		}
+	}
+	cfg.Net = []vmm.NetDevice{{MAC: mac0}}
+	if err := cfg.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), "no tap file") {
+		t.Errorf("a net device without a tap: error %v, want one about the tap", err)
+	}
+}
