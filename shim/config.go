@@ -53,6 +53,10 @@ type VMConfig struct {
 	Kernel    string   `toml:"kernel"` // overrides the guest image's kernel
 	Initrd    string   `toml:"initrd"` // overrides the guest image's initrd
 	ExtraArgs []string `toml:"kernel_params"`
+	// TPM gives each VM a vTPM of its own (an swtpm process, stopped and
+	// removed with the VM). VMs with a vTPM boot: a template would give
+	// its clones one TPM identity.
+	TPM bool `toml:"tpm"`
 	// BootTimeout bounds the time from QEMU's start to the agent's answer.
 	BootTimeout duration `toml:"boot_timeout"`
 	// LogDir receives the guest console log of a VM that failed (did not

@@ -16,6 +16,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	agent "github.com/sccontainers/scc/api/agent/v1"
+	"github.com/sccontainers/scc/attest/vtpm/swtpm"
 	"github.com/sccontainers/scc/vmm"
 	"github.com/sccontainers/scc/vmm/image"
 )
@@ -29,6 +30,7 @@ type sandbox struct {
 	logDir    string // where the console log of a failed VM is kept
 
 	vm     vmm.VM
+	tpm    *swtpm.Swtpm // the VM's vTPM, if any
 	client *ttrpc.Client
 	agent  agent.AgentService
 }
@@ -109,6 +111,14 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 	if pn != nil {
 		// Templates have no network devices: such a VM boots.
 		vc.Net = pn.devices
+		img.snapshottable = false
+	}
+	if cfg.VM.TPM {
+		sb.tpm, err = swtpm.StartSwtpm(ctx, filepath.Join(dir, "tpm"))
+		if err != nil {
+			return nil, fmt.Errorf("start vTPM: %w", err)
+		}
+		vc.TPM = &vmm.TPM{Socket: sb.tpm.CtrlPath}
 		img.snapshottable = false
 	}
 	start := time.Now()
@@ -243,15 +253,22 @@ func (sb *sandbox) stopVM(ctx context.Context) error {
 		sb.client.Close()
 		sb.client, sb.agent = nil, nil
 	}
-	if sb.vm == nil {
-		return nil
+	var errs []error
+	if sb.vm != nil {
+		vm := sb.vm
+		sb.vm = nil
+		if err := vm.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop VM: %w", err))
+		}
 	}
-	vm := sb.vm
-	sb.vm = nil
-	if err := vm.Stop(ctx); err != nil {
-		return fmt.Errorf("stop VM: %w", err)
+	// After QEMU: it talks to the vTPM until it exits.
+	if sb.tpm != nil {
+		if err := sb.tpm.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stop vTPM: %w", err))
+		}
+		sb.tpm = nil
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (sb *sandbox) consoleLogPath() string {

@@ -149,3 +149,19 @@ func TestBrokenTemplateFallsBack(t *testing.T) {
 		t.Errorf("broken template kept:\n%s", out)
 	}
 }
+
+// TestVTPM gives the VM a vTPM: the guest kernel finds a TPM 2.0 device,
+// and its swtpm goes with the VM.
+func TestVTPM(t *testing.T) {
+	requireEnv(t)
+	if _, err := exec.LookPath("swtpm"); err != nil {
+		t.Fatalf("swtpm missing (make deps): %v", err)
+	}
+	ctx := testContext(t)
+	cfgPath := writeConfig(t, "tpm", "tpm = true\n")
+	stdout, stderr, code := ctr(t, ctx, "", "run", "--rm", "--runtime", runtimeName, "--runtime-config-path", cfgPath, imageRef, "vtpm",
+		"cat", "/sys/class/tpm/tpm0/tpm_version_major")
+	if code != 0 || strings.TrimSpace(stdout) != "2" {
+		t.Errorf("guest TPM version %q (exit %d: %s), want 2", stdout, code, stderr)
+	}
+}

@@ -61,6 +61,8 @@ type Config struct {
 
 	// Net are the guest's network interfaces, in order.
 	Net []NetDevice
+	// TPM, when set, gives the guest a vTPM.
+	TPM *TPM
 
 	// TEE, when set to a confidential type, launches the VM as an SEV-SNP
 	// or TDX guest (see TEEConfig); nil or TEENone is an ordinary VM.

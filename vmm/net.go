@@ -28,3 +28,10 @@ func (n NetDevice) validate() error {
 	}
 	return nil
 }
+
+// TPM attaches a TPM 2.0 emulator (swtpm) to the guest as a CRB device; the
+// guest sees /dev/tpm0. The caller runs the emulator.
+type TPM struct {
+	// Socket is the emulator's control socket (swtpm --ctrl type=unixio).
+	Socket string
+}

@@ -88,6 +88,13 @@ func args(cfg vmm.Config, incoming string) ([]string, error) {
 		"-chardev", "socket,id=agent,path="+cfg.AgentAddr()+",server=on,wait=off",
 		"-device", "virtserialport,bus=vser0.0,chardev=agent,id=agentport,name="+cfg.AgentPort,
 	)
+	if cfg.TPM != nil {
+		a = append(a,
+			"-chardev", "socket,id=chrtpm,path="+cfg.TPM.Socket,
+			"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+			"-device", "tpm-crb,tpmdev=tpm0",
+		)
+	}
 	// Tap files are passed as extra files: the first is fd 3.
 	for i, n := range cfg.Net {
 		id := "net" + strconv.Itoa(i)

@@ -38,3 +38,16 @@ func TestArgsNetDevices(t *testing.T) {
 		t.Errorf("a net device without a tap: error %v, want one about the tap", err)
 	}
 }
+
+func TestArgsTPM(t *testing.T) {
+	cfg := baseConfig()
+	cfg.TPM = &vmm.TPM{Socket: "/run/scc/c1/tpm/ctrl.sock"}
+	argv, err := Args(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "-chardev socket,id=chrtpm,path=/run/scc/c1/tpm/ctrl.sock -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-crb,tpmdev=tpm0"
+	if got := strings.Join(argv, " "); !strings.Contains(got, want) {
+		t.Errorf("argv lacks %q:\n%s", want, got)
+	}
+}
