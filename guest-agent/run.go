@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/sccontainers/scc/attest/source"
 	"github.com/sccontainers/scc/guest-agent/agent"
 	"github.com/sccontainers/scc/guest-agent/initsys"
 	"github.com/sccontainers/scc/guest-agent/reaper"
@@ -84,6 +85,9 @@ func run(ctx context.Context) error {
 		if err := initsys.LoadModules(ctx); err != nil {
 			log.G(ctx).WithError(err).Error("load kernel modules")
 		}
+		if err := initsys.MountConfigfs(); err != nil {
+			log.G(ctx).WithError(err).Warn("mount configfs")
+		}
 	}
 
 	r := reaper.New()
@@ -98,6 +102,13 @@ func run(ctx context.Context) error {
 		return err
 	}
 	opts := agent.Options{NoPivotRoot: noPivot, Reaper: r}
+	det := source.Detector{AllowSim: source.SimRequested(string(cmdline))}
+	if src, err := det.Detect(ctx); err == nil {
+		opts.EvidenceSource = src.Name()
+		log.G(ctx).WithField("source", src.String()).Info("attestation evidence source")
+	} else {
+		log.G(ctx).WithError(err).Info("no attestation evidence source")
+	}
 	if pid1 {
 		opts.MountShared = initsys.MountShared
 	}

@@ -217,7 +217,7 @@ func (sb *sandbox) waitAgent(ctx context.Context, timeout time.Duration) error {
 	}()
 	resp, err := sb.agent.Ping(ctx, &agent.PingRequest{})
 	if err == nil {
-		log.G(ctx).WithField("kernel", resp.KernelRelease).WithField("agent", resp.AgentVersion).Debug("agent answered")
+		log.G(ctx).WithField("kernel", resp.KernelRelease).WithField("agent", resp.AgentVersion).WithField("evidence", resp.EvidenceSource).Debug("agent answered")
 		return nil
 	}
 	// A VM that dies closes the agent socket, which can fail the Ping

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sccontainers/scc/shim"
 	"github.com/sccontainers/scc/vmm"
+	"github.com/sccontainers/scc/vmm/confidential"
 	"github.com/sccontainers/scc/vmm/image"
 )
 
@@ -116,7 +117,12 @@ func checkSNP() finding {
 	param := readParam("/sys/module/kvm_amd/parameters/sev_snp")
 	_, devErr := os.Stat("/dev/sev")
 	if devErr == nil && (param == "Y" || param == "1") {
-		return finding{name: "sev-snp", ok: true, detail: "/dev/sev present, kvm_amd sev_snp=" + param}
+		fw, err := confidential.HostSEVFirmware()
+		version := "firmware version unknown: " + errString(err)
+		if err == nil {
+			version = "firmware " + fw.String()
+		}
+		return finding{name: "sev-snp", ok: true, detail: "/dev/sev present, kvm_amd sev_snp=" + param + ", " + version}
 	}
 	return finding{name: "sev-snp", detail: fmt.Sprintf("not available (/dev/sev: %v, kvm_amd sev_snp=%q)", errString(devErr), param)}
 }

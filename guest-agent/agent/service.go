@@ -64,6 +64,9 @@ type Options struct {
 	Reaper Reaper
 	// Version is reported by Ping.
 	Version string
+	// EvidenceSource names the guest's attestation evidence source, as
+	// Ping reports it.
+	EvidenceSource string
 	// MountShared, when set, mounts the host's shared directory. It runs
 	// before the first container is created rather than at boot: QEMU
 	// cannot snapshot a VM whose guest has a virtio-9p share mounted, and
@@ -140,8 +143,9 @@ func (s *Service) Ping(ctx context.Context, _ *agentapi.PingRequest) (*agentapi.
 		return nil, fmt.Errorf("uname: %w", err)
 	}
 	return &agentapi.PingResponse{
-		AgentVersion:  s.opts.Version,
-		KernelRelease: unix.ByteSliceToString(uts.Release[:]),
+		AgentVersion:   s.opts.Version,
+		KernelRelease:  unix.ByteSliceToString(uts.Release[:]),
+		EvidenceSource: s.opts.EvidenceSource,
 	}, nil
 }
 

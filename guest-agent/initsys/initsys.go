@@ -184,6 +184,12 @@ func LoadModules(ctx context.Context) error {
 	return nil
 }
 
+// MountConfigfs mounts configfs, where the kernel's TEE report interface
+// (configfs-tsm) lives. configfs is a module: call it after LoadModules.
+func MountConfigfs() error {
+	return mountOne(mount{"configfs", "/sys/kernel/config", "configfs", nosuid | nodev | noexec, ""})
+}
+
 // MountShared mounts the host's 9p share at SharedDir.
 func MountShared(ctx context.Context) error {
 	return mountOne(mount{SharedTag, SharedDir, "9p", nosuid | nodev, SharedOptions})

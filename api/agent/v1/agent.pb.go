@@ -67,8 +67,11 @@ type PingResponse struct {
 	AgentVersion string                 `protobuf:"bytes,1,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	// kernel_release is the guest's uname -r.
 	KernelRelease string `protobuf:"bytes,2,opt,name=kernel_release,json=kernelRelease,proto3" json:"kernel_release,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// evidence_source names where the guest's attestation evidence comes
+	// from: "snp", "tdx", "vtpm", "sim", or empty when there is none.
+	EvidenceSource string `protobuf:"bytes,3,opt,name=evidence_source,json=evidenceSource,proto3" json:"evidence_source,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PingResponse) Reset() {
@@ -111,6 +114,13 @@ func (x *PingResponse) GetAgentVersion() string {
 func (x *PingResponse) GetKernelRelease() string {
 	if x != nil {
 		return x.KernelRelease
+	}
+	return ""
+}
+
+func (x *PingResponse) GetEvidenceSource() string {
+	if x != nil {
+		return x.EvidenceSource
 	}
 	return ""
 }
@@ -1469,10 +1479,11 @@ var File_agent_v1_agent_proto protoreflect.FileDescriptor
 const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"\x14agent/v1/agent.proto\x12\fscc.agent.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\r\n" +
-	"\vPingRequest\"Z\n" +
+	"\vPingRequest\"\x83\x01\n" +
 	"\fPingResponse\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12%\n" +
-	"\x0ekernel_release\x18\x02 \x01(\tR\rkernelRelease\"e\n" +
+	"\x0ekernel_release\x18\x02 \x01(\tR\rkernelRelease\x12'\n" +
+	"\x0fevidence_source\x18\x03 \x01(\tR\x0eevidenceSource\"e\n" +
 	"\x05Mount\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x12\n" +
