@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"unsafe"
 
+	"github.com/opencontainers/runc/libcontainer/exeseal"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,6 +56,25 @@ func SwitchRoot() error {
 	}
 	self := "/init"
 	env := append(os.Environ(), switchedEnv+"=1")
+	// Run from a sealed in-memory copy of the agent: libcontainer starts
+	// every container's init from /proc/self/exe, and copies the binary
+	// for each one (so a container cannot overwrite it) unless the
+	// running executable already is such a copy. One copy at boot saves
+	// one per container.
+	if exe, err := os.Open(self); err == nil {
+		var size int64
+		if fi, err := exe.Stat(); err == nil {
+			size = fi.Size()
+		}
+		sealed, err := exeseal.CloneBinary(exe, size, "scc-agent", os.TempDir())
+		exe.Close()
+		if err == nil {
+			// /proc is not mounted yet: exec the file itself.
+			err = execFile(sealed, os.Args, env)
+			sealed.Close()
+		}
+		fmt.Fprintf(os.Stderr, "scc-agent: run from a sealed copy: %v\n", err)
+	}
 	if err := unix.Exec(self, os.Args, env); err != nil {
 		return fmt.Errorf("switch root: exec %s: %w", self, err)
 	}
@@ -149,4 +170,24 @@ func copyFile(src, dst string, perm fs.FileMode) error {
 		return err
 	}
 	return out.Close()
+}
+
+// execFile is execveat(fd, "", argv, envv, AT_EMPTY_PATH): exec an open
+// file without a path to it.
+func execFile(f *os.File, argv, envv []string) error {
+	argvp, err := syscall.SlicePtrFromStrings(argv)
+	if err != nil {
+		return err
+	}
+	envvp, err := syscall.SlicePtrFromStrings(envv)
+	if err != nil {
+		return err
+	}
+	empty, err := syscall.BytePtrFromString("")
+	if err != nil {
+		return err
+	}
+	_, _, errno := unix.Syscall6(unix.SYS_EXECVEAT, f.Fd(), uintptr(unsafe.Pointer(empty)),
+		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envvp[0])), unix.AT_EMPTY_PATH, 0)
+	return fmt.Errorf("execveat: %w", errno)
 }
