@@ -1,5 +1,13 @@
-// Package client is the guest side of the key broker protocol: it proves
-// the guest's TEE to an scc or Trustee-style KBS and fetches a secret.
+// Package client is the guest side of the key broker protocol: from inside
+// the guest, given an evidence provider (an Attester), it runs the
+// Request-Challenge-Attestation-Response exchange with an scc or
+// Trustee-style KBS and fetches a secret, decrypted with a key that never
+// leaves the guest. The guest agent uses it to get image layer keys.
+//
+// One session is: POST /kbs/v0/auth (the broker returns a nonce), then
+// POST /kbs/v0/attest with evidence whose REPORT_DATA is
+// attest.ReportData(nonce, session key), then GET /kbs/v0/resource/...,
+// answered with a JWE encrypted to the session key.
 package client
 
 import (
@@ -28,8 +36,10 @@ import (
 )
 
 // Attester produces evidence of the TEE the guest runs in, carrying
-// reportData in the signed report. attest/snp.Attester and
-// attest/sim.Attester implement it.
+// reportData in the signed report (or, for a vTPM, in the quote's
+// qualifying data: vtpm.QualifyingData). attest/snp.Attester,
+// attest/tdx.Attester, attest/vtpm.Attester and attest/sim.Attester
+// implement it.
 type Attester interface {
 	TEE() string
 	Evidence(ctx context.Context, reportData [64]byte) ([]byte, error)
@@ -142,15 +152,27 @@ func (c *Client) GetResource(ctx context.Context, path string, attester Attester
 	if err != nil {
 		return nil, fmt.Errorf("kbs resource %s: %w", resource, err)
 	}
+	secret, err := decryptResource(body, priv)
+	if err != nil {
+		return nil, fmt.Errorf("kbs resource %s: %w", resource, err)
+	}
+	return secret, nil
+}
+
+// decryptResource opens the broker's response: a JWE in the flattened
+// JSON serialization, encrypted to the session key with RSA-OAEP-256 or
+// ECDH-ES+A256KW and A256GCM; no other algorithm is accepted. The body
+// is untrusted until it decrypts: anyone on the path may have sent it.
+func decryptResource(body []byte, priv any) ([]byte, error) {
 	jwe, err := jose.ParseEncryptedJSON(string(body),
 		[]jose.KeyAlgorithm{jose.RSA_OAEP_256, jose.ECDH_ES_A256KW},
 		[]jose.ContentEncryption{jose.A256GCM})
 	if err != nil {
-		return nil, fmt.Errorf("kbs resource %s: parse JWE: %w", resource, err)
+		return nil, fmt.Errorf("parse JWE: %w", err)
 	}
 	secret, err := jwe.Decrypt(priv)
 	if err != nil {
-		return nil, fmt.Errorf("kbs resource %s: decrypt: %w", resource, err)
+		return nil, fmt.Errorf("decrypt: %w", err)
 	}
 	return secret, nil
 }

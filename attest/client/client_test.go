@@ -1,20 +1,31 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"github.com/sccontainers/scc/attest/sim"
 	"github.com/sccontainers/scc/attest/snp"
+	"github.com/sccontainers/scc/attest/tdx"
+	"github.com/sccontainers/scc/attest/vtpm"
 )
 
-// Both TEE backends plug into the client.
+// Every TEE backend plugs into the client.
 var (
 	_ Attester = (*snp.Attester)(nil)
+	_ Attester = (*tdx.Attester)(nil)
+	_ Attester = (*vtpm.Attester)(nil)
 	_ Attester = (*sim.Attester)(nil)
 )
 
@@ -81,4 +92,73 @@ func TestServerError(t *testing.T) {
 	if a.calls != 0 {
 		t.Fatal("evidence was produced although auth failed")
 	}
+}
+
+func encryptTo(t testing.TB, pub any, alg jose.KeyAlgorithm, plaintext []byte) []byte {
+	t.Helper()
+	enc, err := jose.NewEncrypter(jose.A256GCM, jose.Recipient{Algorithm: alg, Key: pub}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := enc.Encrypt(plaintext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []byte(obj.FullSerialize())
+}
+
+func TestDecryptResource(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	good := encryptTo(t, ec.Public(), jose.ECDH_ES_A256KW, []byte("secret"))
+	tampered := bytes.Replace(good, []byte(`"ciphertext":"`), []byte(`"ciphertext":"AA`), 1)
+	tests := []struct {
+		name string
+		body []byte
+		key  any
+		want string
+	}{
+		{name: "EC", body: good, key: ec, want: "secret"},
+		{name: "RSA", body: encryptTo(t, &rsaKey.PublicKey, jose.RSA_OAEP_256, []byte("rsa secret")), key: rsaKey, want: "rsa secret"},
+		{name: "other key", body: good, key: other},
+		{name: "tampered ciphertext", body: tampered, key: ec},
+		{name: "refused algorithm", body: encryptTo(t, &rsaKey.PublicKey, jose.RSA1_5, []byte("x")), key: rsaKey},
+		{name: "not a JWE", body: []byte(`{"ciphertext":"AA"}`), key: ec},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decryptResource(tc.body, tc.key)
+			if tc.want == "" {
+				if err == nil {
+					t.Fatalf("decryptResource = %q, want an error", got)
+				}
+				return
+			}
+			if err != nil || string(got) != tc.want {
+				t.Fatalf("decryptResource = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzDecryptResource feeds hostile resource responses (a broker
+// impostor, or anything on the path) to the JWE parser and decrypter.
+func FuzzDecryptResource(f *testing.F) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	good := encryptTo(f, key.Public(), jose.ECDH_ES_A256KW, []byte("layer key"))
+	f.Add(good)
+	f.Add([]byte(`{"protected":"eyJhbGciOiJFQ0RILUVTK0EyNTZLVyJ9","encrypted_key":"","iv":"","ciphertext":"","tag":""}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		secret, err := decryptResource(body, key)
+		if err == nil && !bytes.Equal(body, good) && string(secret) != "layer key" {
+			// Only a JWE made for this key decrypts, and the only such
+			// JWE in the corpus carries "layer key".
+			t.Fatalf("decrypted a forged response to %q", secret)
+		}
+	})
 }

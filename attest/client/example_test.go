@@ -9,8 +9,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/sccontainers/scc/attest/client"
 	"github.com/sccontainers/scc/attest/kbs"
-	"github.com/sccontainers/scc/attest/kbs/client"
 	"github.com/sccontainers/scc/attest/sim"
 )
 

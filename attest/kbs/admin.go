@@ -157,24 +157,41 @@ type resourcePolicyRequest struct {
 	Policy string `json:"policy"`
 }
 
+// Attestation policy ids: the spec's AttestationPolicy names one policy of
+// several; this broker's document has two parts set this way.
+const (
+	// policyIDDefault sets the "attestation" object: TEE types and their terms.
+	policyIDDefault = "default"
+	// policyIDWorkloads sets the "workloads" object: named reference values.
+	policyIDWorkloads = "workloads"
+)
+
 func (s *Server) handleSetAttestationPolicy(w http.ResponseWriter, r *http.Request) {
 	var req attestationPolicyRequest
 	doc, err := readPolicyRequest(w, r, &req, func() string { return req.Policy })
 	if err == nil && req.Type != policyEngine {
 		err = fmt.Errorf("policy type %q not supported (use %q)", req.Type, policyEngine)
 	}
-	if err == nil && req.PolicyID != "default" {
-		err = fmt.Errorf("policy_id %q not supported (only \"default\")", req.PolicyID)
-	}
-	var att map[string]TEEPolicy
+	var change func(*Policy)
 	if err == nil {
-		err = decodeStrict(doc, &att)
+		switch req.PolicyID {
+		case policyIDDefault:
+			var att map[string]TEEPolicy
+			err = decodeStrict(doc, &att)
+			change = func(p *Policy) { p.Attestation = att }
+		case policyIDWorkloads:
+			var wl map[string]Workload
+			err = decodeStrict(doc, &wl)
+			change = func(p *Policy) { p.Workloads = wl }
+		default:
+			err = fmt.Errorf("policy_id %q not supported (%q or %q)", req.PolicyID, policyIDDefault, policyIDWorkloads)
+		}
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, problemInvalidRequest, "", err.Error())
 		return
 	}
-	s.updatePolicy(w, r, func(p *Policy) { p.Attestation = att })
+	s.updatePolicy(w, r, change)
 }
 
 func (s *Server) handleSetResourcePolicy(w http.ResponseWriter, r *http.Request) {

@@ -15,21 +15,19 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/sccontainers/scc/attest"
+	"github.com/sccontainers/scc/attest/policy"
 	"github.com/sccontainers/scc/attest/sim"
 	"github.com/sccontainers/scc/attest/snp"
+	"github.com/sccontainers/scc/attest/tdx"
+	"github.com/sccontainers/scc/attest/verifier"
+	"github.com/sccontainers/scc/attest/vtpm"
 )
 
 // minRSABits is the smallest tee-pubkey modulus accepted.
 const minRSABits = 2048
 
-var (
-	// ErrTEENotAllowed means the policy does not allow the evidence's TEE type.
-	ErrTEENotAllowed = errors.New("TEE type not allowed by attestation policy")
-	// ErrBadRequest means an attestation request body that does not decode.
-	ErrBadRequest = errors.New("malformed attestation request")
-	// errTEEMismatch means the evidence is for another TEE than the session.
-	errTEEMismatch = errors.New("evidence TEE differs from the session's")
-)
+// ErrBadRequest means an attestation request body that does not decode.
+var ErrBadRequest = errors.New("malformed attestation request")
 
 // attestationRequest is the spec's Attestation.
 type attestationRequest struct {
@@ -43,34 +41,35 @@ type attestationToken struct {
 }
 
 // DecodeAttestation parses an untrusted /attest request body: the guest's
-// public key (a JWK usable as a JWE recipient) and the evidence. The
-// evidence may be the JSON object the spec describes or, as some KBS
+// public key (a JWK usable as a JWE recipient) and the evidence, returned
+// as the JSON object the TEE's verifier decodes (see package verifier).
+// The evidence may be the JSON object the spec describes or, as some KBS
 // clients send it, a string holding that object.
-func DecodeAttestation(body []byte) (*jose.JSONWebKey, snp.Evidence, error) {
+func DecodeAttestation(body []byte) (*jose.JSONWebKey, []byte, error) {
 	var req attestationRequest
 	if err := decodeStrict(body, &req); err != nil {
-		return nil, snp.Evidence{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	if len(req.TEEPubKey) == 0 || len(req.TEEEvidence) == 0 {
-		return nil, snp.Evidence{}, fmt.Errorf("%w: tee-pubkey and tee-evidence are required", ErrBadRequest)
+		return nil, nil, fmt.Errorf("%w: tee-pubkey and tee-evidence are required", ErrBadRequest)
 	}
 	key, err := parseTEEPubKey(req.TEEPubKey)
 	if err != nil {
-		return nil, snp.Evidence{}, err
+		return nil, nil, err
 	}
 	raw := []byte(req.TEEEvidence)
 	if raw[0] == '"' {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, snp.Evidence{}, fmt.Errorf("%w: tee-evidence: %v", ErrBadRequest, err)
+			return nil, nil, fmt.Errorf("%w: tee-evidence: %v", ErrBadRequest, err)
 		}
 		raw = []byte(s)
 	}
-	ev, err := snp.DecodeEvidence(raw)
-	if err != nil {
-		return nil, snp.Evidence{}, fmt.Errorf("%w: tee-evidence: %w", ErrBadRequest, err)
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return nil, nil, fmt.Errorf("%w: tee-evidence is not a JSON object: %v", ErrBadRequest, err)
 	}
-	return key, ev, nil
+	return key, raw, nil
 }
 
 // parseTEEPubKey accepts a public RSA (>= 2048 bits, for RSA-OAEP-256) or
@@ -127,13 +126,13 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, problemInvalidRequest, tee, "read request: "+err.Error())
 		return
 	}
-	key, ev, err := DecodeAttestation(body)
+	key, evidence, err := DecodeAttestation(body)
 	if err != nil {
 		logger.WithFields(log.Fields{"decision": "refuse", "reason": err.Error()}).Warn("kbs attest: bad request")
 		writeError(w, http.StatusBadRequest, problemInvalidRequest, tee, err.Error())
 		return
 	}
-	claims, report, err := s.verify(ctx, sess, ch, key, ev)
+	claims, report, err := s.verify(ctx, sess, ch, key, evidence)
 	if err != nil {
 		status, problem := attestStatus(err)
 		logger.WithFields(log.Fields{"decision": "refuse", "reason": err.Error()}).Warn("kbs attest: evidence refused")
@@ -163,41 +162,43 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 }
 
 // verify checks the evidence against the policy for the session's TEE,
-// with REPORT_DATA bound to the session nonce and the request's key.
-func (s *Server) verify(ctx context.Context, sess *session, ch *challenged, key *jose.JSONWebKey, ev snp.Evidence) (*snp.Claims, string, error) {
-	if ev.TEE != sess.tee {
-		return nil, "", fmt.Errorf("%w: session %q, evidence %q", errTEEMismatch, sess.tee, ev.TEE)
-	}
+// with REPORT_DATA (a vTPM quote's qualifying data) bound to the session
+// nonce and the request's key.
+func (s *Server) verify(ctx context.Context, sess *session, ch *challenged, key *jose.JSONWebKey, evidence []byte) (*verifier.Claims, string, error) {
 	rd, err := attest.ReportData(ch.nonce, key.Key)
 	if err != nil {
 		return nil, "", err
 	}
-	tp, listed := s.currentPolicy().Attestation[sess.tee]
-	sp, err := tp.snpPolicy(rd[:])
+	doc := s.currentPolicy()
+	opts := verifier.Options{
+		Policy:     &doc,
+		ReportData: &rd,
+		Now:        s.cfg.Now(),
+		SNPRoots:   s.cfg.SNPRoots,
+		SNPGetter:  s.cfg.SNPGetter,
+		TDXRoots:   s.cfg.TDXRoots,
+	}
+	if sess.tee == tdx.TEE && s.cfg.TDXCollateralDir != "" {
+		// Read for each attestation: an operator refreshes the files
+		// before Intel's nextUpdate without restarting the broker.
+		if opts.TDXCollateral, err = tdx.LoadCollateral(s.cfg.TDXCollateralDir); err != nil {
+			return nil, "", err
+		}
+	}
+	claims, err := verifier.Verify(ctx, sess.tee, evidence, opts)
 	if err != nil {
 		return nil, "", err
 	}
-	now := s.cfg.Now()
-	var claims *snp.Claims
-	switch sess.tee {
-	case snp.TEE:
-		if !listed || !tp.Allow {
-			return nil, "", fmt.Errorf("%w: %s", ErrTEENotAllowed, sess.tee)
-		}
-		claims, err = snp.Verify(ctx, ev, snp.Options{TrustedRoots: s.cfg.SNPRoots, Getter: s.cfg.SNPGetter, Now: now, Policy: sp})
-	case sim.TEE:
-		var roots []sim.RootFingerprint
-		if tp.Allow {
-			roots = tp.Roots
-		}
-		claims, err = sim.Verify(ctx, ev, sim.Options{AllowSim: roots, Now: now, Policy: sp})
+	var report string
+	switch claims.TEE {
+	case vtpm.TEE:
+		report = fmt.Sprintf("vtpm evidence accepted: quote signed by trusted attestation key %s, PCRs (and event log) checked against the policy's reference values, qualifying data bound to the session nonce and tee-pubkey", claims.PlatformID)
 	default:
-		return nil, "", fmt.Errorf("%w: %s", ErrTEENotAllowed, sess.tee)
+		report = fmt.Sprintf("%s evidence accepted: signature and certificate chain verified, measurement %s in the policy's reference values, REPORT_DATA bound to the session nonce and tee-pubkey", claims.TEE, claims.Measurement)
 	}
-	if err != nil {
-		return nil, "", err
+	if len(claims.Workloads) > 0 {
+		report += fmt.Sprintf(", workloads %v", claims.Workloads)
 	}
-	report := fmt.Sprintf("%s evidence accepted: signature and certificate chain verified, measurement %s in the policy's reference values, REPORT_DATA bound to the session nonce and tee-pubkey", claims.TEE, claims.Measurement)
 	if claims.TEE == sim.TEE {
 		report = "SIMULATED TEE (no hardware protection): " + report
 	}
@@ -207,7 +208,8 @@ func (s *Server) verify(ctx context.Context, sess *session, ch *challenged, key 
 // policyErrors are refusals by policy (403); every other verification
 // failure means the evidence itself is not acceptable (401).
 var policyErrors = []error{
-	ErrTEENotAllowed,
+	policy.ErrTEENotAllowed,
+	policy.ErrReferenceMismatch,
 	sim.ErrSimNotAllowed,
 	snp.ErrInvalidPolicy,
 	snp.ErrMeasurementMismatch,
@@ -216,9 +218,27 @@ var policyErrors = []error{
 	snp.ErrHostDataMismatch,
 	snp.ErrTCBTooLow,
 	snp.ErrPolicyViolation,
+	tdx.ErrDebug,
+	tdx.ErrMeasurementMismatch,
+	tdx.ErrPolicy,
+	vtpm.ErrUntrustedAK,
+	vtpm.ErrPolicy,
 }
 
+// malformedErrors mean evidence that does not even decode: a bad request.
+var malformedErrors = []error{snp.ErrMalformedEvidence, tdx.ErrMalformed, vtpm.ErrMalformed, vtpm.ErrMalformedLog}
+
 func attestStatus(err error) (int, string) {
+	for _, me := range malformedErrors {
+		if errors.Is(err, me) {
+			return http.StatusBadRequest, problemInvalidRequest
+		}
+	}
+	// A REPORT_DATA mismatch is the evidence failing the session binding,
+	// not a policy refusal, although TDX reports it as a mismatch error.
+	if errors.Is(err, tdx.ErrReportDataMismatch) {
+		return http.StatusUnauthorized, problemAttestationFailed
+	}
 	for _, pe := range policyErrors {
 		if errors.Is(err, pe) {
 			return http.StatusForbidden, problemPolicyDeny

@@ -7,12 +7,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/containerd/log"
+
+	"github.com/sccontainers/scc/attest/policy"
 )
 
 // sessionCookie is the cookie the KBS protocol keeps its session in.
@@ -63,24 +66,41 @@ type challengeResponse struct {
 	ExtraParams map[string]string `json:"extra-params"`
 }
 
+// errBadAuth means an /auth body that does not decode or names no TEE
+// type this broker verifies.
+var errBadAuth = errors.New("malformed auth request")
+
+// decodeAuthRequest parses an untrusted /auth body: the spec's Request,
+// with a version and a TEE type this broker verifies. Members the spec
+// adds later are ignored, as Trustee's clients send what they know.
+func decodeAuthRequest(body []byte) (authRequest, error) {
+	var req authRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return authRequest{}, fmt.Errorf("%w: decode request: %v", errBadAuth, err)
+	}
+	if req.Version == "" {
+		return authRequest{}, fmt.Errorf("%w: request has no version", errBadAuth)
+	}
+	if !slices.Contains(policy.TEEs, req.TEE) {
+		return authRequest{}, fmt.Errorf("%w: unsupported tee %q (supported: %s)", errBadAuth, req.TEE, strings.Join(policy.TEEs, ", "))
+	}
+	return req, nil
+}
+
 func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	var req authRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, problemInvalidRequest, "", "decode request: "+err.Error())
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, problemInvalidRequest, "", "read request: "+err.Error())
+		return
+	}
+	req, err := decodeAuthRequest(body)
+	if err != nil {
+		log.G(ctx).WithFields(log.Fields{"remote": r.RemoteAddr, "decision": "refuse", "reason": err.Error()}).Warn("kbs auth: bad request")
+		writeError(w, http.StatusBadRequest, problemInvalidRequest, "", err.Error())
 		return
 	}
 	logger := log.G(ctx).WithFields(log.Fields{"tee": req.TEE, "remote": r.RemoteAddr})
-	if req.Version == "" {
-		writeError(w, http.StatusBadRequest, problemInvalidRequest, "", "request has no version")
-		return
-	}
-	if !slices.Contains(teeNames, req.TEE) {
-		logger.WithField("decision", "refuse").Warn("kbs auth: unsupported TEE")
-		writeError(w, http.StatusBadRequest, problemInvalidRequest, "",
-			fmt.Sprintf("unsupported tee %q (supported: %s)", req.TEE, strings.Join(teeNames, ", ")))
-		return
-	}
 	nonce, id := randomString(32, base64.StdEncoding.EncodeToString), randomString(32, hex.EncodeToString)
 	now := s.cfg.Now()
 	sess := &session{id: id, tee: req.TEE, expires: now.Add(s.cfg.ChallengeTTL), state: &challenged{nonce: nonce}}

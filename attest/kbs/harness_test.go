@@ -23,8 +23,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/sccontainers/scc/attest"
+	"github.com/sccontainers/scc/attest/client"
 	"github.com/sccontainers/scc/attest/kbs"
-	"github.com/sccontainers/scc/attest/kbs/client"
 	"github.com/sccontainers/scc/attest/sim"
 )
 
@@ -54,6 +54,8 @@ type harness struct {
 	auth     *sim.Authority
 	// measurement is what the harness's sim guest reports.
 	measurement [48]byte
+	// tdxCollateralDir is Config.TDXCollateralDir at the next start.
+	tdxCollateralDir string
 
 	srv *kbs.Server
 	ts  *httptest.Server
@@ -84,7 +86,7 @@ func newHarness(t *testing.T) *harness {
 // start (re)starts the broker on the harness's data dir.
 func (h *harness) start(t *testing.T, adminPub ed25519.PublicKey) {
 	t.Helper()
-	srv, err := kbs.New(context.Background(), kbs.Config{DataDir: h.dir, AdminKey: adminPub, Now: h.clock.Now})
+	srv, err := kbs.New(context.Background(), kbs.Config{DataDir: h.dir, AdminKey: adminPub, Now: h.clock.Now, TDXCollateralDir: h.tdxCollateralDir})
 	if err != nil {
 		t.Fatalf("kbs.New() = %v", err)
 	}
@@ -222,6 +224,12 @@ func (s *rawSession) attestBody(t *testing.T, a client.Attester, nonce string) [
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s.attestBodyWith(ev)
+}
+
+// attestBodyWith makes an /attest body carrying evidence as it is, with
+// the session key.
+func (s *rawSession) attestBodyWith(ev []byte) []byte {
 	body, _ := json.Marshal(map[string]any{
 		"tee-pubkey":   jose.JSONWebKey{Key: s.key.Public(), Algorithm: string(jose.ECDH_ES_A256KW)},
 		"tee-evidence": json.RawMessage(ev),

@@ -16,8 +16,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/sccontainers/scc/attest/client"
 	"github.com/sccontainers/scc/attest/kbs"
-	"github.com/sccontainers/scc/attest/kbs/client"
 	"github.com/sccontainers/scc/attest/sim"
 	"github.com/sccontainers/scc/attest/snp"
 )
@@ -342,6 +342,25 @@ func TestBadRequests(t *testing.T) {
 			wantProblem(t, resp, data, http.StatusBadRequest, "InvalidRequest", sim.TEE)
 		})
 	}
+	for _, tc := range []struct{ tee, evidence string }{
+		{"snp", `{"tee":"snp","report":"AAAA","cert_chain":{}}`},
+		{"tdx", `{"tee":"tdx","quote":"BAACAIEAAAA="}`},
+		{"vtpm", `{"tee":"vtpm","quote":"AA==","signature":"AA==","ak_public":"AA==","pcrs":{"99":"00"}}`},
+	} {
+		t.Run("attest: malformed "+tc.tee+" evidence", func(t *testing.T) {
+			m, d := strings.Repeat("ab", 48), strings.Repeat("cd", 32)
+			if err := h.srv.SetPolicy(context.Background(), kbs.Policy{Attestation: map[string]kbs.TEEPolicy{
+				"snp":  {Allow: true, Measurements: []string{m}},
+				"tdx":  {Allow: true, MRTD: []string{m}},
+				"vtpm": {Allow: true, TrustedAKs: []string{d}, PCRs: map[string][]string{"10": {d}}},
+			}}); err != nil {
+				t.Fatal(err)
+			}
+			s := h.rawAuth(t, tc.tee)
+			resp, data := s.attest(t, s.attestBodyWith([]byte(tc.evidence)))
+			wantProblem(t, resp, data, http.StatusBadRequest, "InvalidRequest", tc.tee)
+		})
+	}
 	t.Run("attest: evidence for another TEE than the session", func(t *testing.T) {
 		s := h.rawAuth(t, snp.TEE)
 		resp, data := s.attest(t, s.attestBody(t, guest, s.nonce))
@@ -433,12 +452,12 @@ func TestAdminPolicyValidation(t *testing.T) {
 		{"unknown engine", "/attestation-policy", []byte(`{"type":"rego","policy_id":"default","policy":"e30"}`)},
 		{"other policy id", "/attestation-policy", []byte(`{"type":"scc","policy_id":"x","policy":"e30"}`)},
 		{"sim allowed without roots", "/attestation-policy", policyBody(t, simNoRoots, true)},
-		{"unknown TEE", "/attestation-policy", policyBody(t, map[string]any{"tdx": map[string]any{"allow": true}}, true)},
+		{"unknown TEE", "/attestation-policy", policyBody(t, map[string]any{"sgx": map[string]any{"allow": true}}, true)},
 		{"unknown field", "/attestation-policy", policyBody(t, map[string]any{"sim": map[string]any{"allow_everything": true}}, true)},
 		{"snp allowed without measurements", "/attestation-policy", policyBody(t, map[string]any{"snp": map[string]any{"allow": true}}, true)},
 		{"short measurement", "/attestation-policy", policyBody(t, map[string]any{"snp": map[string]any{"allow": true, "measurements": []string{"abcd"}}}, true)},
 		{"bad resource pattern", "/resource-policy", policyBody(t, map[string]any{"a/b": map[string]any{}}, false)},
-		{"resource rule for unknown TEE", "/resource-policy", policyBody(t, map[string]any{"a/b/c": map[string]any{"tees": []string{"tdx"}}}, false)},
+		{"resource rule for unknown TEE", "/resource-policy", policyBody(t, map[string]any{"a/b/c": map[string]any{"tees": []string{"sgx"}}}, false)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -566,6 +585,19 @@ func FuzzDecodeAttestation(f *testing.F) {
 	asString, _ := json.Marshal(map[string]any{"tee-pubkey": jose.JSONWebKey{Key: &key.PublicKey}, "tee-evidence": string(ev)})
 	f.Add(good)
 	f.Add(asString)
+	vtpmEv, err := os.ReadFile(filepath.Join("..", "vtpm", "testdata", "evidence.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	quote, err := os.ReadFile(filepath.Join("..", "tdx", "testdata", "tdx_prod_quote_SPR_E4.dat"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	tdxEv, _ := json.Marshal(map[string]any{"tee": "tdx", "quote": quote})
+	for _, ev := range [][]byte{vtpmEv, tdxEv} {
+		body, _ := json.Marshal(map[string]any{"tee-pubkey": jose.JSONWebKey{Key: &key.PublicKey}, "tee-evidence": json.RawMessage(ev)})
+		f.Add(body)
+	}
 	f.Add([]byte(`{"tee-pubkey":{"kty":"EC"},"tee-evidence":""}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -576,8 +608,9 @@ func FuzzDecodeAttestation(f *testing.F) {
 		if k == nil || !k.IsPublic() {
 			t.Fatal("decoded a non-public key without error")
 		}
-		if _, err := ev.ParseReport(); err != nil {
-			return
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(ev, &obj); err != nil {
+			t.Fatalf("decoded evidence %q is not a JSON object: %v", ev, err)
 		}
 	})
 }

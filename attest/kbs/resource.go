@@ -77,7 +77,7 @@ func (s *Server) handleGetResource(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, problemInvalidSession, tc.TEE, err.Error())
 		return
 	}
-	if err := s.currentPolicy().allowResource(resource, tc); err != nil {
+	if err := s.currentPolicy().AllowResource(resource, tc.session()); err != nil {
 		logger.WithFields(log.Fields{"decision": "refuse", "reason": err.Error()}).Warn("kbs resource: denied by resource policy")
 		writeError(w, http.StatusForbidden, problemPolicyDeny, tc.TEE, err.Error())
 		return

@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+
+	"github.com/containerd/log"
+
+	"github.com/sccontainers/scc/attest/tdx"
 )
 
 // RunOptions are scc-kbs's command-line settings.
@@ -20,11 +24,22 @@ type RunOptions struct {
 	// PolicyPath, if set, is a policy document loaded (and persisted) at
 	// start, replacing the stored one.
 	PolicyPath string
+	// TDXCollateralDir is Config.TDXCollateralDir; it is checked at start.
+	TDXCollateralDir string
 }
 
 // Run starts a broker as scc-kbs does and serves until ctx is done.
 func Run(ctx context.Context, o RunOptions) error {
-	cfg := Config{DataDir: o.DataDir}
+	cfg := Config{DataDir: o.DataDir, TDXCollateralDir: o.TDXCollateralDir}
+	if o.TDXCollateralDir != "" {
+		// Refuse to start on collateral that cannot be read, rather than
+		// refusing every TD later.
+		c, err := tdx.LoadCollateral(o.TDXCollateralDir)
+		if err != nil {
+			return err
+		}
+		log.G(ctx).WithFields(log.Fields{"dir": o.TDXCollateralDir, "revocation_lists": c.Revocations()}).Info("kbs: TDX collateral")
+	}
 	if o.AdminKeyPath != "" {
 		key, err := LoadAdminKey(o.AdminKeyPath)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,6 +52,13 @@ type Config struct {
 	// SNPGetter lets the SNP verifier fetch missing certificates from
 	// AMD; nil (the default) keeps verification offline.
 	SNPGetter trust.HTTPSGetter
+	// TDXCollateralDir holds the Intel PCS collateral that rates TD
+	// platforms' TCB level (tdx.LoadCollateral's files), read at each TDX
+	// attestation so that it can be refreshed in place. Empty refuses
+	// TDX evidence: its TCB level cannot be judged.
+	TDXCollateralDir string
+	// TDXRoots anchor the PCK and PCS chains; nil means Intel's SGX Root CA.
+	TDXRoots *x509.CertPool
 	// Now is the clock; nil means time.Now. Tests move it.
 	Now func() time.Time
 }
@@ -120,7 +128,7 @@ func (s *Server) SetPolicy(ctx context.Context, p Policy) error {
 
 // setPolicyLocked must be called with mu held.
 func (s *Server) setPolicyLocked(ctx context.Context, p Policy) error {
-	if err := p.validate(); err != nil {
+	if err := p.Validate(); err != nil {
 		return err
 	}
 	data, err := json.MarshalIndent(p, "", "  ")

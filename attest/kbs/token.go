@@ -17,7 +17,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/sccontainers/scc/attest/snp"
+	"github.com/sccontainers/scc/attest/verifier"
 )
 
 const (
@@ -38,14 +38,15 @@ type tokenClaims struct {
 	JWK string `json:"jwk"`
 	// TEEPubKey is the guest's key that resources are encrypted to.
 	TEEPubKey *jose.JSONWebKey `json:"tee-pubkey"`
-	// TCBStatus is the JSON of the verified claims.
+	// TCBStatus is the JSON of the verified claims (verifier.Claims).
 	TCBStatus string `json:"tcb-status"`
 	// EvaluationReport says which policy accepted the evidence.
 	EvaluationReport string `json:"evaluation-report"`
 
-	TEE         string `json:"tee"`
-	Measurement string `json:"measurement"`
-	Debug       bool   `json:"debug"`
+	TEE         string   `json:"tee"`
+	Measurement string   `json:"measurement"`
+	Debug       bool     `json:"debug"`
+	Workloads   []string `json:"workloads,omitempty"`
 }
 
 // tokenSigner signs and verifies attestation tokens with an ES256 key
@@ -74,7 +75,7 @@ func openTokenSigner(dir string) (*tokenSigner, error) {
 
 // issue signs a token for verified claims; it also returns the payload,
 // which an attested session keeps.
-func (s *tokenSigner) issue(now time.Time, ttl time.Duration, claims *snp.Claims, teeKey *jose.JSONWebKey, report string) (string, tokenClaims, error) {
+func (s *tokenSigner) issue(now time.Time, ttl time.Duration, claims *verifier.Claims, teeKey *jose.JSONWebKey, report string) (string, tokenClaims, error) {
 	status, err := json.Marshal(claims)
 	if err != nil {
 		return "", tokenClaims{}, err
@@ -95,6 +96,7 @@ func (s *tokenSigner) issue(now time.Time, ttl time.Duration, claims *snp.Claims
 		TEE:              claims.TEE,
 		Measurement:      claims.Measurement,
 		Debug:            claims.Debug,
+		Workloads:        claims.Workloads,
 	}
 	token, err := jwt.Signed(s.signer).Claims(tc).Serialize()
 	return token, tc, err

@@ -29,6 +29,10 @@ type Config struct {
 	HostData [abi.HostDataSize]byte
 	// Policy is the guest policy; zero means 0x30000 (no debug).
 	Policy uint64
+	// TCB is reported as REPORTED_TCB, CURRENT_TCB, COMMITTED_TCB and
+	// LAUNCH_TCB (the SNP TCB_VERSION encoding, see kds.TCBParts), so that
+	// a key broker's minimum TCB can be exercised.
+	TCB uint64
 }
 
 // Attester produces simulated evidence in the guest. It implements the key
@@ -103,6 +107,10 @@ func (a *Attester) report(reportData [64]byte) ([]byte, error) {
 		ReportId:        reportID,
 		ReportIdMa:      make([]byte, abi.ReportIDMASize),
 		ChipId:          chipID[:],
+		ReportedTcb:     a.cfg.TCB,
+		CurrentTcb:      a.cfg.TCB,
+		CommittedTcb:    a.cfg.TCB,
+		LaunchTcb:       a.cfg.TCB,
 		Signature:       make([]byte, abi.SignatureSize),
 	}
 	raw, err := abi.ReportToAbiBytes(rep)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
+	"github.com/google/go-sev-guest/kds"
 
 	"github.com/sccontainers/scc/attest/snp"
 )
@@ -105,6 +106,16 @@ func TestVerify(t *testing.T) {
 	}
 	policy := snp.Policy{Measurements: [][]byte{m[:]}, ReportData: rd[:]}
 	allow := []RootFingerprint{auth.Root()}
+	// tcb8 has SNP firmware SVN 8 and microcode 0xd1.
+	tcb8, err := kds.ComposeTCBParts(kds.TCBParts{BlSpl: 3, SnpSpl: 8, UcodeSpl: 0xd1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withMinTCB := func(snpSVN uint8) snp.Policy {
+		p := policy
+		p.MinimumTCB = kds.TCBParts{BlSpl: 3, SnpSpl: snpSVN, UcodeSpl: 0xd1}
+		return p
+	}
 
 	tests := []struct {
 		name    string
@@ -119,6 +130,8 @@ func TestVerify(t *testing.T) {
 		{name: "wrong measurement", ev: evidence(guest, rd), opts: Options{AllowSim: allow, Policy: snp.Policy{Measurements: [][]byte{wrongM[:]}, ReportData: rd[:]}}, wantErr: snp.ErrMeasurementMismatch},
 		{name: "replayed for another session", ev: evidence(guest, otherRD), opts: Options{AllowSim: allow, Policy: policy}, wantErr: snp.ErrReportDataMismatch},
 		{name: "debug guest", ev: evidence(auth.Attester(Config{Measurement: m, Policy: defaultGuestPolicy | 1<<19}), rd), opts: Options{AllowSim: allow, Policy: policy}, wantErr: snp.ErrDebugRefused},
+		{name: "TCB at the minimum", ev: evidence(auth.Attester(Config{Measurement: m, TCB: uint64(tcb8)}), rd), opts: Options{AllowSim: allow, Policy: withMinTCB(8)}},
+		{name: "stale TCB", ev: evidence(auth.Attester(Config{Measurement: m, TCB: uint64(tcb8)}), rd), opts: Options{AllowSim: allow, Policy: withMinTCB(9)}, wantErr: snp.ErrTCBTooLow},
 		{name: "tampered report", ev: func() snp.Evidence {
 			ev := evidence(guest, rd)
 			ev.Report[0xc0] ^= 1 // HOST_DATA, covered by the signature

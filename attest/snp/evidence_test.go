@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -59,6 +61,7 @@ func FuzzDecodeEvidence(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(good)
+	f.Add(realEvidence(f))
 	f.Add([]byte(`{"tee":"snp","report":"","cert_chain":{}}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -83,6 +86,7 @@ func FuzzDecodeEvidence(f *testing.F) {
 func FuzzParseReport(f *testing.F) {
 	signer := fakeAMD(f)
 	f.Add(signedEvidence(f, signer, fakeReport{}).Report)
+	f.Add(readTestdata(f, "milan_report.bin"))
 	f.Add(make([]byte, abi.ReportSize))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		rep, err := Evidence{TEE: TEE, Report: raw}.ParseReport()
@@ -100,3 +104,22 @@ func FuzzParseReport(f *testing.F) {
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func readTestdata(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// realEvidence is the real Milan report of testdata with its VCEK.
+func realEvidence(t testing.TB) []byte {
+	t.Helper()
+	b, err := Evidence{TEE: TEE, Report: readTestdata(t, "milan_report.bin"), CertChain: CertChain{VCEK: readTestdata(t, "milan_vcek.der")}}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -99,7 +99,7 @@ func (p Policy) Check(rep *spb.Report) error {
 	}
 	reported := kds.DecomposeTCBVersion(kds.TCBVersion(rep.GetReportedTcb()))
 	if !kds.TCBPartsLE(p.MinimumTCB, reported) {
-		return fmt.Errorf("%w: reported %+v, minimum %+v", ErrTCBTooLow, reported, p.MinimumTCB)
+		return fmt.Errorf("%w: reported %s; minimum %s", ErrTCBTooLow, tcbString(reported), tcbString(p.MinimumTCB))
 	}
 	return nil
 }
@@ -148,4 +148,9 @@ func ClaimsFromReport(tee string, rep *spb.Report) (*Claims, error) {
 		ReportedTCB:    rep.GetReportedTcb(),
 		SigningKey:     info.SigningKey.String(),
 	}, nil
+}
+
+// tcbString names the SVNs of the TCB components SNP reports.
+func tcbString(t kds.TCBParts) string {
+	return fmt.Sprintf("bootloader %d, tee %d, snp %d, microcode %d", t.BlSpl, t.TeeSpl, t.SnpSpl, t.UcodeSpl)
 }

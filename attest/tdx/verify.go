@@ -3,6 +3,7 @@ package tdx
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -22,6 +23,8 @@ var (
 	// ErrMalformed means the quote could not be decoded as a TDX v4
 	// quote.
 	ErrMalformed = errors.New("tdx: malformed quote")
+	// ErrWrongTEE means the evidence names another TEE than "tdx".
+	ErrWrongTEE = errors.New("tdx: evidence is for another TEE")
 	// ErrNoCollateral means the TCB level cannot be checked because no
 	// collateral (or not all of it) was supplied.
 	ErrNoCollateral = errors.New("tdx: collateral missing")
@@ -109,7 +112,9 @@ type Policy struct {
 	AllowDebug bool
 }
 
-// Claims is what a verified quote establishes about the TD.
+// Claims is what a verified quote establishes about the TD and the
+// platform it runs on. It encodes to JSON with hex byte fields
+// (MarshalJSON).
 type Claims struct {
 	MRTD          []byte
 	RTMRs         [4][]byte
@@ -122,7 +127,17 @@ type Claims struct {
 	XFAM          []byte
 	TeeTcbSvn     []byte
 	Debug         bool
-	// TCBChecked is false when Options.SkipTCBCheck was set.
+	// QESVN is the quoting enclave's SVN, from the quote header.
+	QESVN uint16
+	// PPID, FMSPC, PCESVN and CPUSVN come from the verified PCK
+	// certificate: the platform's identity and TCB level. PPID is empty
+	// when the certificate does not carry it.
+	PPID   string
+	FMSPC  string
+	PCESVN uint16
+	CPUSVN []byte
+	// TCBChecked is false when Options.SkipTCBCheck was set; when true,
+	// the collateral rated the platform's TCB level UpToDate.
 	TCBChecked bool
 }
 
@@ -140,12 +155,23 @@ func Verify(quote []byte, opts Options) (*Claims, error) {
 		return nil, fmt.Errorf("verify tdx quote: %w", err)
 	}
 	c := claimsOf(q)
+	if err := c.addPCK(q); err != nil {
+		return nil, fmt.Errorf("verify tdx quote: %w", err)
+	}
 	c.TCBChecked = !opts.SkipTCBCheck
 	return c, nil
 }
 
 // parseQuote decodes a v4 quote and checks its structure.
-func parseQuote(raw []byte) (*pb.QuoteV4, error) {
+func parseQuote(raw []byte) (q *pb.QuoteV4, err error) {
+	// go-tdx-guest's decoder trusts the length fields inside the quote:
+	// a QE authentication data size larger than what follows makes it
+	// slice out of range. Hostile input must fail, not crash a verifier.
+	defer func() {
+		if r := recover(); r != nil {
+			q, err = nil, fmt.Errorf("%w: %v", ErrMalformed, r)
+		}
+	}()
 	v, err := abi.QuoteToProto(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
@@ -215,6 +241,9 @@ func claimsOf(q *pb.QuoteV4) *Claims {
 		Debug:         isDebug(b.GetTdAttributes()),
 	}
 	copy(c.ReportData[:], b.GetReportData())
+	if svn := q.GetHeader().GetQeSvn(); len(svn) == 2 {
+		c.QESVN = binary.LittleEndian.Uint16(svn)
+	}
 	for i, r := range b.GetRtmrs() {
 		if i < len(c.RTMRs) {
 			c.RTMRs[i] = bytes.Clone(r)

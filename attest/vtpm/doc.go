@@ -21,6 +21,12 @@
 // report carry AKDigest in its REPORT_DATA, so that the hardware vouches
 // for the AK and the AK for the PCRs.
 //
+// For a key broker (attest/kbs) the evidence travels as JSON
+// (Evidence.MarshalJSON, DecodeEvidence) and the quote's nonce is
+// QualifyingData of the session's 64-byte REPORT_DATA binding, its first
+// 32 bytes, as every TPM accepts 32 bytes of qualifying data. Attester
+// produces it in a guest, on the TPM OpenDevice opens (/dev/tpmrm0).
+//
 // Two event log formats are replayed: the TCG PC Client crypto-agile log
 // that firmware writes, and Log, scc's own log written by its trusted
 // monitor (see Log for its encoding). Verify tells them apart by Log's

@@ -58,6 +58,8 @@ type VerifyOptions struct {
 type Claims struct {
 	// AKDigest identifies the AK that signed the quote.
 	AKDigest [32]byte
+	// Nonce is the quote's qualifying data, VerifyOptions.Nonce.
+	Nonce []byte
 	// PCRs are the quoted SHA-256 PCR values.
 	PCRs map[int][]byte
 	// Events are the event log's events for quoted PCRs, in log order;
@@ -148,6 +150,7 @@ func Verify(ev *Evidence, opts VerifyOptions) (*Claims, error) {
 	}
 	return &Claims{
 		AKDigest:     akDigest,
+		Nonce:        bytes.Clone(attest.ExtraData.Buffer),
 		PCRs:         pcrs,
 		Events:       events,
 		Clock:        attest.ClockInfo.Clock,

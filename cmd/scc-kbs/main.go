@@ -24,6 +24,7 @@ func main() {
 	fs.BoolVar(&o.InsecureHTTP, "insecure-http", false, "serve plain HTTP instead of HTTPS (the broker is then not authenticated)")
 	fs.StringVar(&o.AdminKeyPath, "admin-pubkey", "", "Ed25519 public key (PEM) that signs admin bearer tokens; none disables the admin API")
 	fs.StringVar(&o.PolicyPath, "policy", "", "policy document (JSON) to load at start")
+	fs.StringVar(&o.TDXCollateralDir, "tdx-collateral", "", "directory of Intel PCS collateral (tcb_info.json, qe_identity.json, their issuer chains, optional CRLs) that rates TD platforms; none refuses TDX")
 	_ = fs.Parse(os.Args[1:])
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
