@@ -62,7 +62,8 @@ protos: ## Regenerate the agent API from api/agent/v1/*.proto.
 check-protos: protos ## Fail if the committed generated code is stale.
 	@git diff --exit-code -- api/ || (echo "generated code in api/ is stale: run make protos" && exit 1)
 
-test: deps guest ## Run every test (unit and end-to-end against containerd and QEMU).
+test: deps guest ## Run every test (unit and end-to-end against containerd and QEMU), and each fuzz target briefly.
+	hack/fuzz.sh $(or $(FUZZTIME),3)
 	SCC_BIN=$(CURDIR)/bin SCC_E2E_REQUIRED=1 $(GO) test -tags seccomp -count=1 -timeout 40m ./...
 
 unit: ## Run the tests that need neither root nor QEMU images built.
