@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/sccontainers/scc/shim"
+	"github.com/sccontainers/scc/snapshot"
 	"github.com/sccontainers/scc/vmm"
 	"github.com/sccontainers/scc/vmm/confidential"
 	"github.com/sccontainers/scc/vmm/image"
@@ -42,6 +43,7 @@ func runCheck(ctx context.Context, args []string) error {
 		checkCommand(ctx, "swtpm", []string{"swtpm", "--version"}, false),
 		checkSNP(),
 		checkTDX(),
+		checkTemplates(cfg),
 	}
 	failed := false
 	for _, f := range fds {
@@ -165,4 +167,21 @@ func errString(err error) string {
 func accelDescription() string {
 	acc, why := vmm.DetectAccel()
 	return fmt.Sprintf("%s (%s)", acc, why)
+}
+
+// checkTemplates reports the start modes: boot always, restore from a VM
+// template when templates are on (and which exist).
+func checkTemplates(cfg shim.Config) finding {
+	if !cfg.Snapshot.Enabled {
+		return finding{name: "templates", detail: "off (snapshot.enabled = false): every sandbox boots"}
+	}
+	ts, err := snapshot.Store{Dir: cfg.Snapshot.Dir}.List()
+	if err != nil {
+		return finding{name: "templates", detail: err.Error()}
+	}
+	auto := ""
+	if cfg.Snapshot.AutoCreate {
+		auto = ", made on first use"
+	}
+	return finding{name: "templates", ok: true, detail: fmt.Sprintf("on: %d in %s%s; VMs with a network device or a vTPM boot", len(ts), cfg.Snapshot.Dir, auto)}
 }
