@@ -28,6 +28,10 @@ type Config struct {
 	GuestDir string         `toml:"guest_dir"`
 	VM       VMConfig       `toml:"vm"`
 	Snapshot SnapshotConfig `toml:"snapshot"`
+	// EnableAnnotations lists the io.scc.* pod annotations a pod may use to
+	// change its VM: RE2 expressions matched against the whole annotation
+	// name (see AnnotationPolicy and docs/kubernetes.md). Empty: none.
+	EnableAnnotations []string `toml:"enable_annotations"`
 }
 
 // SnapshotConfig controls starting sandboxes from VM templates.
@@ -144,6 +148,9 @@ func (c Config) validate() error {
 	case "auto", "kvm", "tcg":
 	default:
 		return fmt.Errorf("vm.accel must be auto, kvm or tcg, not %q", c.VM.Accel)
+	}
+	if err := (AnnotationPolicy{Enable: c.EnableAnnotations}).validate(); err != nil {
+		return err
 	}
 	return nil
 }

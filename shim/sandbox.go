@@ -53,6 +53,11 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec
 	if err != nil {
 		return nil, err
 	}
+	// A pod's own settings, where the administrator allows them; its
+	// limits are added to the size they give.
+	if err := applyAnnotations(&cfg, AnnotationPolicy{Enable: cfg.EnableAnnotations}, spec.Annotations); err != nil {
+		return nil, err
+	}
 	var pn *podNetwork
 	if isPodSandbox(spec) {
 		vcpus, mem := podResources(spec)

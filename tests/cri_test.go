@@ -293,3 +293,30 @@ func TestCRIPodNetwork(t *testing.T) {
 	c.run(t, ctx, "stopp", pod)
 	c.run(t, ctx, "rmp", pod)
 }
+
+// TestCRIPodAnnotationNotAllowed asks for a VM setting through an io.scc.*
+// annotation the configuration does not enable: the pod is refused, and
+// says why.
+func TestCRIPodAnnotationNotAllowed(t *testing.T) {
+	requireEnv(t)
+	ctx := testContext(t)
+	c := startCRI(t, ctx)
+	podCfg := writeJSON(t, filepath.Join(c.dir, "annotated.json"), map[string]any{
+		"metadata":      map[string]any{"name": "annotated", "namespace": "default", "uid": "annotated-uid"},
+		"annotations":   map[string]string{"io.scc.vm.memory_mib": "1024"},
+		"log_directory": filepath.Join(c.dir, "logs"),
+		"linux":         map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"network": 2}}},
+	})
+	ep := "unix://" + c.d.Address()
+	out, err := exec.CommandContext(ctx, c.crictl, "--runtime-endpoint", ep, "runp", "--runtime", "scc", podCfg).CombinedOutput()
+	if err == nil {
+		t.Fatalf("a pod with a disabled annotation ran: %s", out)
+	}
+	if !strings.Contains(string(out), "io.scc.vm.memory_mib") {
+		t.Errorf("refusal does not name the annotation: %s", out)
+	}
+	// Clean up what CRI keeps of a refused pod, if anything.
+	if ids := c.run(t, ctx, "pods", "-q"); ids != "" {
+		exec.CommandContext(ctx, c.crictl, "--runtime-endpoint", ep, "rmp", "-f", ids).Run()
+	}
+}

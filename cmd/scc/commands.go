@@ -25,6 +25,8 @@ var commands = map[string]command{
 	"snapshot":          {"VM templates: scc snapshot create|list|remove [--config FILE]", runSnapshot},
 	"image":             {"write a demo image: scc image busybox -o FILE [--ref NAME]", runImage},
 	"containerd-config": {"print the configuration of a private containerd: scc containerd-config DIR", runContainerdConfig},
+	"install":           {"install scc and its containerd runtime handler on a node: scc install [--root DIR] [--label-node NODE]", runInstall},
+	"uninstall":         {"remove what scc install added: scc uninstall [--root DIR] [--label-node NODE]", runUninstall},
 }
 
 func run(ctx context.Context, args []string) error {
@@ -52,12 +54,16 @@ func usage(w io.Writer) {
 	}
 }
 
-// parseFlags parses a subcommand's flags; -h prints them and is no error.
+// errHelp ends a command after -h printed its flags; it is no failure.
+var errHelp = errors.New("help shown")
+
+// parseFlags parses a subcommand's flags; after -h, which prints them, it
+// returns errHelp so that the command does not go on.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(os.Stderr)
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		return nil
+		return errHelp
 	}
 	if err == nil && fs.NArg() > 0 && !strings.HasPrefix(fs.Name(), "containerd-config") {
 		return fmt.Errorf("%s: unexpected arguments %v", fs.Name(), fs.Args())

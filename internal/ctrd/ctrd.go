@@ -105,6 +105,7 @@ disabled_plugins = [
 
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.scc]
   runtime_type = "io.containerd.scc.v2"
+  pod_annotations = ["io.scc.*"]
   [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.scc.options]
     ConfigPath = "{{.SCCConfig}}"
 

@@ -1,0 +1,303 @@
+package nodeinstall
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// RuntimeName is the CRI runtime handler scc adds to containerd: the
+// handler a RuntimeClass names.
+const RuntimeName = "scc"
+
+// RuntimeType is the shim v2 runtime type; containerd resolves it to the
+// binary containerd-shim-scc-v2.
+const RuntimeType = "io.containerd.scc.v2"
+
+// PodAnnotations are the pod annotations containerd passes through to the
+// shim (path.Match patterns); the shim's own allow-list decides which of
+// them take effect.
+var PodAnnotations = []string{"io.scc.*"}
+
+// The CRI runtime plugin of each containerd config version: version 2
+// (containerd 1.x, also read by 2.x) has it in the CRI plugin, versions 3
+// and 4 (containerd 2.x) in its own runtime plugin.
+const (
+	criPluginV2 = "io.containerd.grpc.v1.cri"
+	criPluginV3 = "io.containerd.cri.v1.runtime"
+)
+
+// The lines around what install adds to the containerd config. Uninstall
+// removes exactly from the line before blockBegin (a newline install put
+// there) to the end of blockEnd's line, which gives back the bytes the
+// file had, whatever else was edited since outside the block.
+const (
+	blockBegin   = `# >>> scc runtime: added by "scc install", removed by "scc uninstall"; edit outside this block >>>`
+	blockCreated = `# (scc install created this file)`
+	blockEnd     = `# <<< scc runtime <<<`
+)
+
+var (
+	// ErrInvalidConfig is returned for a containerd config that does not
+	// parse, or that the scc runtime cannot be added to.
+	ErrInvalidConfig = errors.New("invalid containerd config")
+	// ErrUnsupportedVersion is returned for config versions other than 2,
+	// 3 and 4 (a config without version is version 1).
+	ErrUnsupportedVersion = errors.New("unsupported containerd config version")
+	// ErrConflict is returned when the config already has an scc runtime
+	// that install did not add.
+	ErrConflict = errors.New("conflicting containerd config")
+)
+
+// RuntimeOptions are what the scc runtime entry says.
+type RuntimeOptions struct {
+	// ShimPath is the host path of containerd-shim-scc-v2 (runtime_path),
+	// so containerd finds it whatever its PATH.
+	ShimPath string
+	// ConfigPath is the host path of the shim's config.toml.
+	ConfigPath string
+	// NewVersion is the config version written into a config that has
+	// none yet (a new or empty file): 2 (default; read by containerd 1.7
+	// and 2.x) or 3.
+	NewVersion int
+}
+
+// AddRuntime returns the containerd config cur with the scc runtime handler
+// added in a marked block at its end. cur may already hold such a block (a
+// previous install): it is replaced, so installing again with the same
+// options returns cur unchanged. exists tells whether the file exists; a
+// file install creates is deleted by uninstall. Nothing else in cur is
+// rewritten. A config that does not parse, has an unsupported version, or
+// defines an scc runtime of its own is refused.
+func AddRuntime(cur []byte, exists bool, o RuntimeOptions) ([]byte, error) {
+	base, created, found, err := stripBlock(cur)
+	if err != nil {
+		return nil, err
+	}
+	created = created || !exists
+	doc, err := parseTOML(base)
+	if err != nil {
+		return nil, err
+	}
+	newVersion := o.NewVersion
+	if found && newVersion == 0 {
+		// A version the previous block set stays, unless asked otherwise.
+		if prev, err := parseTOML(cur); err == nil {
+			if v, ok := prev["version"].(int64); ok {
+				newVersion = int(v)
+			}
+		}
+	}
+	version, setVersion, err := configVersion(doc, newVersion)
+	if err != nil {
+		return nil, err
+	}
+	plugin := criPlugin(version)
+	if _, ok := lookup(doc, runtimePath(plugin)...); ok {
+		return nil, fmt.Errorf("runtime %q is already defined outside the block scc install manages; remove it first: %w", RuntimeName, ErrConflict)
+	}
+	block, err := runtimeBlock(plugin, o, created, setVersion, version)
+	if err != nil {
+		return nil, err
+	}
+	out := append(slices.Clip(base), block...)
+	// The block is only appended: check that the result still parses and
+	// holds the runtime, which fails when the existing file defines the
+	// same tables in a form that cannot be extended (inline tables).
+	after, err := parseTOML(out)
+	if err != nil {
+		return nil, fmt.Errorf("cannot add the scc runtime to this config: %w", err)
+	}
+	if rt, _ := lookup(after, runtimePath(plugin)...); rt == nil {
+		return nil, fmt.Errorf("cannot add the scc runtime to this config: the runtime table is not where containerd looks: %w", ErrInvalidConfig)
+	}
+	return out, nil
+}
+
+// RemoveRuntime removes what AddRuntime added. It returns the config
+// without the block, whether install had created the file (so it is to be
+// deleted once empty), and whether there was a block at all.
+func RemoveRuntime(cur []byte) (out []byte, created, found bool, err error) {
+	return stripBlock(cur)
+}
+
+// stripBlock cuts every scc block out of b.
+func stripBlock(b []byte) (out []byte, created, found bool, err error) {
+	out = b
+	for {
+		begin := bytes.Index(out, []byte(blockBegin))
+		if begin < 0 {
+			return out, created, found, nil
+		}
+		if begin > 0 && out[begin-1] != '\n' {
+			return nil, false, false, fmt.Errorf("scc block marker not at the start of a line: %w", ErrInvalidConfig)
+		}
+		rest := out[begin:]
+		end := bytes.Index(rest, []byte(blockEnd))
+		if end < 0 {
+			return nil, false, false, fmt.Errorf("scc block has no end marker %q: %w", blockEnd, ErrInvalidConfig)
+		}
+		end += begin + len(blockEnd)
+		if end < len(out) && out[end] == '\n' {
+			end++
+		}
+		if bytes.Contains(out[begin:end], []byte(blockCreated)) {
+			created = true
+		}
+		// The newline before the marker is the one install added.
+		if begin > 0 {
+			begin--
+		}
+		out = slices.Concat(out[:begin], out[end:])
+		found = true
+	}
+}
+
+// runtimeBlock is the text install appends. It always starts with a
+// newline: it ends a last line without one, or leaves a blank line.
+func runtimeBlock(plugin string, o RuntimeOptions, created, setVersion bool, version int) ([]byte, error) {
+	shim, err := tomlString(o.ShimPath)
+	if err != nil {
+		return nil, fmt.Errorf("runtime_path: %w", err)
+	}
+	cfg, err := tomlString(o.ConfigPath)
+	if err != nil {
+		return nil, fmt.Errorf("ConfigPath: %w", err)
+	}
+	var ann []string
+	for _, a := range PodAnnotations {
+		q, err := tomlString(a)
+		if err != nil {
+			return nil, err
+		}
+		ann = append(ann, q)
+	}
+	table := fmt.Sprintf("plugins.%q.containerd.runtimes.%s", plugin, RuntimeName)
+	var b strings.Builder
+	b.WriteString("\n" + blockBegin + "\n")
+	if created {
+		b.WriteString(blockCreated + "\n")
+	}
+	if setVersion {
+		fmt.Fprintf(&b, "version = %d\n", version)
+	}
+	fmt.Fprintf(&b, "[%s]\n", table)
+	fmt.Fprintf(&b, "  runtime_type = %q\n", RuntimeType)
+	if o.ShimPath != "" {
+		fmt.Fprintf(&b, "  runtime_path = %s\n", shim)
+	}
+	fmt.Fprintf(&b, "  pod_annotations = [%s]\n", strings.Join(ann, ", "))
+	// Host devices mean nothing inside the VM: a privileged pod gets the
+	// guest's devices, not the host's.
+	b.WriteString("  privileged_without_host_devices = true\n")
+	fmt.Fprintf(&b, "  [%s.options]\n", table)
+	fmt.Fprintf(&b, "    ConfigPath = %s\n", cfg)
+	b.WriteString(blockEnd + "\n")
+	return []byte(b.String()), nil
+}
+
+// configVersion returns the config's version, or newVersion (and true:
+// the block must set it) for a config without any key.
+func configVersion(doc map[string]any, newVersion int) (int, bool, error) {
+	v, ok := doc["version"]
+	if !ok {
+		if len(doc) > 0 {
+			return 0, false, fmt.Errorf("config has no version, so it is version 1; migrate it first (containerd config migrate): %w", ErrUnsupportedVersion)
+		}
+		if newVersion == 0 {
+			newVersion = 2
+		}
+		if newVersion < 2 || newVersion > 4 {
+			return 0, false, fmt.Errorf("version %d for a new config: %w", newVersion, ErrUnsupportedVersion)
+		}
+		return newVersion, true, nil
+	}
+	n, ok := v.(int64)
+	if !ok {
+		return 0, false, fmt.Errorf("version is %v, not an integer: %w", v, ErrInvalidConfig)
+	}
+	if n < 2 || n > 4 {
+		return 0, false, fmt.Errorf("version %d (scc supports 2, 3 and 4): %w", n, ErrUnsupportedVersion)
+	}
+	return int(n), false, nil
+}
+
+func criPlugin(version int) string {
+	if version == 2 {
+		return criPluginV2
+	}
+	return criPluginV3
+}
+
+func runtimePath(plugin string) []string {
+	return []string{"plugins", plugin, "containerd", "runtimes", RuntimeName}
+}
+
+// CRIDisabled reports whether the config disables the CRI plugin that the
+// runtime is added to, in which case Kubernetes cannot use it (Docker's
+// packaged config does this).
+func CRIDisabled(cfg []byte) bool {
+	doc, err := parseTOML(cfg)
+	if err != nil {
+		return false
+	}
+	list, _ := doc["disabled_plugins"].([]any)
+	for _, p := range list {
+		switch p {
+		case "cri", criPluginV2, criPluginV3:
+			return true
+		}
+	}
+	return false
+}
+
+func parseTOML(b []byte) (map[string]any, error) {
+	doc := map[string]any{}
+	if err := toml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("parse: %v: %w", err, ErrInvalidConfig)
+	}
+	return doc, nil
+}
+
+// lookup follows keys through nested tables.
+func lookup(doc map[string]any, keys ...string) (any, bool) {
+	var cur any = doc
+	for _, k := range keys {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[k]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// tomlString quotes s as a TOML basic string. Control characters are
+// refused rather than escaped: no path install writes has them.
+func tomlString(s string) (string, error) {
+	if !utf8.ValidString(s) {
+		return "", fmt.Errorf("%q is not UTF-8: %w", s, ErrInvalidConfig)
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f:
+			return "", fmt.Errorf("%q has control characters: %w", s, ErrInvalidConfig)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String(), nil
+}

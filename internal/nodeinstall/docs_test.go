@@ -1,0 +1,66 @@
+package nodeinstall
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestDocsContainerdSnippets checks that the containerd configs shown in
+// docs/kubernetes.md are what install writes, and that containerd loads
+// them with the runtime where its CRI plugin looks.
+func TestDocsContainerdSnippets(t *testing.T) {
+	md, err := os.ReadFile("../../docs/kubernetes.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]bool{}
+	for _, block := range tomlBlocks(string(md)) {
+		doc, err := parseTOML([]byte(block))
+		if err != nil {
+			t.Fatalf("docs TOML does not parse: %v\n%s", err, block)
+		}
+		v, _ := doc["version"].(int64)
+		if v == 0 {
+			continue // a fragment, such as enable_annotations
+		}
+		seen[v] = true
+		installed, err := AddRuntime(nil, false, RuntimeOptions{
+			ShimPath:   DefaultBinDir + "/" + ShimBinary,
+			ConfigPath: DefaultConfigPath,
+			NewVersion: int(v),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := parseTOML(installed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(doc, want) {
+			t.Errorf("docs show for version %d\n%s\ninstall writes\n%s", v, block, installed)
+		}
+		checkLoads(t, []byte(block), criPlugin(int(v)), v, RuntimeOptions{ShimPath: DefaultBinDir + "/" + ShimBinary, ConfigPath: DefaultConfigPath})
+	}
+	if !seen[2] || !seen[3] {
+		t.Errorf("docs show config versions %v, want 2 and 3", seen)
+	}
+}
+
+func tomlBlocks(md string) []string {
+	var blocks []string
+	var cur *strings.Builder
+	for _, l := range strings.Split(md, "\n") {
+		switch {
+		case cur == nil && strings.TrimSpace(l) == "```toml":
+			cur = &strings.Builder{}
+		case cur != nil && strings.TrimSpace(l) == "```":
+			blocks = append(blocks, cur.String())
+			cur = nil
+		case cur != nil:
+			cur.WriteString(l + "\n")
+		}
+	}
+	return blocks
+}
