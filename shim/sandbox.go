@@ -144,7 +144,7 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 			return nil, err
 		}
 		if cfg.Snapshot.Enabled && cfg.Snapshot.AutoCreate && img.snapshottable {
-			spawnTemplateCreation(ctx, configPath)
+			spawnTemplateCreation(ctx, configPath, cfg.VM)
 		}
 	}
 	if pn != nil {

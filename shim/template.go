@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -203,7 +205,11 @@ func saveBootedVM(ctx context.Context, cfg Config, vc vmm.Config, statePath stri
 
 // spawnTemplateCreation starts `scc snapshot create` in the background,
 // detached from the shim, if the scc binary sits next to the shim.
-func spawnTemplateCreation(ctx context.Context, configPath string) {
+//
+// The template is made for this sandbox's VM, whose size and kernel
+// parameters may differ from the configuration file's (pod limits,
+// annotations).
+func spawnTemplateCreation(ctx context.Context, configPath string, vm VMConfig) {
 	self, err := os.Executable()
 	if err != nil {
 		return
@@ -213,7 +219,9 @@ func spawnTemplateCreation(ctx context.Context, configPath string) {
 		log.G(ctx).Debug("no scc binary next to the shim: not creating a template")
 		return
 	}
-	args := []string{"snapshot", "create"}
+	args := []string{"snapshot", "create",
+		"--vcpus", strconv.Itoa(vm.VCPUs), "--memory-mib", strconv.Itoa(vm.MemoryMiB),
+		"--kernel-params", strings.Join(vm.ExtraArgs, " ")}
 	if configPath != "" {
 		args = append(args, "--config", configPath)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sccontainers/scc/shim"
@@ -18,12 +19,26 @@ func runSnapshot(ctx context.Context, args []string) error {
 	}
 	fs := flag.NewFlagSet("snapshot "+args[0], flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "shim configuration file (default: $SCC_CONFIG or "+shim.DefaultConfigPath+")")
+	vcpus := fs.Int("vcpus", 0, "create: vCPUs of the VM (default: the configuration's)")
+	memory := fs.Int("memory-mib", 0, "create: memory of the VM (default: the configuration's)")
+	params := fs.String("kernel-params", "", "create: extra kernel parameters (default: the configuration's)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	cfg, err := shim.LoadConfig(*cfgPath)
 	if err != nil {
 		return err
+	}
+	// The shim asks for templates of the VMs it starts, whose size pod
+	// limits and annotations may have changed.
+	if *vcpus > 0 {
+		cfg.VM.VCPUs = *vcpus
+	}
+	if *memory > 0 {
+		cfg.VM.MemoryMiB = *memory
+	}
+	if isSet(fs, "kernel-params") {
+		cfg.VM.ExtraArgs = strings.Fields(*params)
 	}
 	store := snapshot.Store{Dir: cfg.Snapshot.Dir}
 	switch args[0] {
@@ -55,4 +70,10 @@ func runSnapshot(ctx context.Context, args []string) error {
 		return usage
 	}
 	return nil
+}
+
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
