@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,7 +100,24 @@ func teardown() {
 		env.ctrd.Stop(context.Background())
 	}
 	if env.dir != "" {
+		// Shims outlive containerd by design: after a failed test one may
+		// still hold a VM. Nothing of the tests may stay on the machine.
+		killAll(env.dir)
 		ctrd.Clean(env.dir)
+	}
+}
+
+// killAll kills every process whose command line names dir.
+func killAll(dir string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte(dir)) {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil && pid != os.Getpid() {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
 
