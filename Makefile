@@ -75,8 +75,9 @@ e2e: build guest ## Run only the end-to-end tests.
 demo: deps guest ## Run a container in a VM through a private containerd.
 	SCC_BIN=$(CURDIR)/bin hack/demo.sh
 
-bench: deps guest ## Median wall time of `ctr run --rm <image> /bin/true` for runc and scc, and their ratio.
-	bin/scc bench --runs $(or $(RUNS),5) --containerd-bin $(CONTAINERD_BIN) --guest $(GUEST_DIR)
+bench: deps guest ## Cold/warm start, scale-out and idle memory of scc against runc; writes docs/performance.md, docs/bench.json, docs/bench.png.
+	bin/scc bench --runs $(or $(RUNS),5) --containerd-bin $(CONTAINERD_BIN) --guest $(GUEST_DIR) \
+		--json docs/bench.json --plot docs/bench.png --markdown docs/performance.md
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./vmm/qemu/ ./attest/snp/measure/
 
 lint: ## gofmt and go vet.

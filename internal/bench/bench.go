@@ -1,180 +1,355 @@
-// Package bench measures container start latency of scc against runc on a
-// private containerd, alternating the runtimes within one run so that
-// machine drift affects both alike.
+// Package bench is scc's performance evaluation: start latency (cold and
+// warm), scale-out and host memory per idle sandbox, of scc against runc
+// on a private containerd. Modes are measured alternately within one run
+// so that machine drift affects all alike.
 package bench
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"strconv"
 	"strings"
-	"text/tabwriter"
+	"sync"
 	"time"
 
 	"github.com/sccontainers/scc/internal/ctrd"
 	"github.com/sccontainers/scc/internal/ocilayout"
 )
 
-// Runtime is one runtime under test.
-type Runtime struct {
-	Name    string // label in the report
-	Runtime string // containerd runtime type
-	Config  string // shim config (scc), passed as --runtime-config-path
-}
+// Phases of a run.
+const (
+	PhaseStart  = "start"
+	PhaseScale  = "scale"
+	PhaseMemory = "memory"
+)
 
 // Options configure a benchmark run.
 type Options struct {
-	Dir      string // private containerd and scratch files; removed at the end
+	Dir      string // private containerd, configurations, templates; removed at the end
 	BinDir   string // containerd, ctr, containerd-shim-runc-v2
-	ShimDir  string // containerd-shim-scc-v2
+	ShimDir  string // containerd-shim-scc-v2 and scc
 	GuestDir string // scc guest image
-	Runs     int    // measurements per runtime (at least 5 for medians)
 	Busybox  string // static busybox for the image
+	QEMU     string // QEMU binary the shim runs (for the machine description)
+	Version  string // scc version, for the report
+
+	// Phases selects what to measure (PhaseStart, PhaseScale,
+	// PhaseMemory); all when empty.
+	Phases []string
+	// Runs is the number of measured samples per mode and point.
+	Runs int
+	// StartVMMemoryMiB sizes the VMs of the start measurements.
+	StartVMMemoryMiB int
+	// ScaleVMMemoryMiB sizes the VMs of scale-out and memory.
+	ScaleVMMemoryMiB int
+	// ScaleN are the numbers of containers started at once.
+	ScaleN []int
+	// ScaleTimeout bounds one batch; a mode whose batch times out is not
+	// measured again at that N or larger.
+	ScaleTimeout time.Duration
+	// ScaleBudget bounds the scale-out phase: no run over all N starts
+	// that would likely end past it.
+	ScaleBudget time.Duration
+	// IdleSandboxes is how many idle containers per mode the memory
+	// phase starts, and Settle how long it lets them settle.
+	IdleSandboxes int
+	Settle        time.Duration
+	// MemoryBudget is the host memory the "fit" figure divides.
+	MemoryBudget uint64
+	// KernelParams are added to the guest kernel command line of every
+	// scc mode (the shim's vm.kernel_params), to measure their effect.
+	KernelParams []string
+
 	Progress io.Writer
 }
 
-// Result holds the wall times of one runtime.
-type Result struct {
-	Runtime Runtime
-	Times   []time.Duration
+func (o Options) validate() error {
+	switch {
+	case o.Runs < 1:
+		return errors.New("runs must be at least 1")
+	case o.StartVMMemoryMiB < 64 || o.ScaleVMMemoryMiB < 64:
+		return errors.New("VM memory must be at least 64 MiB")
+	case !filepath.IsAbs(o.Dir):
+		return fmt.Errorf("bench dir %q must be absolute", o.Dir)
+	case o.BinDir == "" || o.GuestDir == "" || o.ShimDir == "":
+		return errors.New("containerd, shim and guest directories must be set")
+	}
+	for _, n := range o.ScaleN {
+		if n < 1 {
+			return fmt.Errorf("scale-out N must be positive, not %d", n)
+		}
+	}
+	for _, p := range o.Phases {
+		switch p {
+		case PhaseStart, PhaseScale, PhaseMemory:
+		default:
+			return fmt.Errorf("unknown phase %q", p)
+		}
+	}
+	return nil
 }
 
-// Median returns the median time.
-func (r Result) Median() time.Duration { return percentile(r.Times, 50) }
-
-// P90 returns the 90th percentile time.
-func (r Result) P90() time.Duration { return percentile(r.Times, 90) }
-
-func percentile(ts []time.Duration, p int) time.Duration {
-	if len(ts) == 0 {
-		return 0
+func (o Options) phase(p string) bool {
+	if len(o.Phases) == 0 {
+		return true
 	}
-	s := append([]time.Duration(nil), ts...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	if p == 50 && len(s)%2 == 0 {
-		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	for _, q := range o.Phases {
+		if q == p {
+			return true
+		}
 	}
-	i := (p*len(s) + 99) / 100
-	if i > 0 {
-		i--
-	}
-	return s[i]
+	return false
 }
 
 const imageRef = "scc.local/busybox:latest"
 
-// ColdStart measures `ctr run --rm <image> /bin/true` for runc, for scc
-// booting a fresh VM and for scc restoring its VM from a template,
-// alternating runtimes.
-func ColdStart(ctx context.Context, opts Options) (_ []Result, retErr error) {
-	if opts.Runs < 1 {
-		return nil, fmt.Errorf("runs must be at least 1")
+// runner holds one run's containerd and shim configurations.
+type runner struct {
+	opts    Options
+	d       *ctrd.Daemon
+	configs map[string]string // mode key and VM memory -> shim config path
+}
+
+// Run measures the selected phases and returns the report. Everything it
+// starts (containerd, containers, VMs, templates) is gone when it returns.
+func Run(ctx context.Context, opts Options) (_ *Report, retErr error) {
+	// The shims and containerd run elsewhere: relative paths would not
+	// resolve there.
+	for _, p := range []*string{&opts.BinDir, &opts.ShimDir, &opts.GuestDir, &opts.Busybox} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return nil, err
+		}
+		*p = abs
+	}
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	began := time.Now()
+	rep := &Report{
+		Machine: describeMachine(ctx, opts),
+		Settings: Settings{
+			Runs:             opts.Runs,
+			Command:          "ctr run --rm <busybox image> /bin/true",
+			StartVMMemoryMiB: opts.StartVMMemoryMiB,
+			ScaleVMMemoryMiB: opts.ScaleVMMemoryMiB,
+			ScaleN:           opts.ScaleN,
+			ScaleTimeout:     opts.ScaleTimeout,
+			ScaleBudget:      opts.ScaleBudget,
+			IdleSandboxes:    opts.IdleSandboxes,
+			Settle:           opts.Settle,
+			MemoryBudget:     opts.MemoryBudget,
+			KernelParams:     opts.KernelParams,
+		},
+		Unavailable: UnavailableModes,
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("create bench dir: %w", err)
 	}
 	defer func() {
 		if err := ctrd.Clean(opts.Dir); err != nil && retErr == nil {
-			retErr = err
+			retErr = fmt.Errorf("remove bench dir: %w", err)
 		}
 	}()
-	coldConfig, err := writeConfig(opts, "cold", false)
-	if err != nil {
-		return nil, err
+	r := &runner{opts: opts, configs: make(map[string]string)}
+
+	// Templates are made before containerd runs: their making is not
+	// what is measured, and would compete with it for the CPUs.
+	var mems []int
+	if opts.phase(PhaseStart) {
+		mems = append(mems, opts.StartVMMemoryMiB)
 	}
-	restoreConfig, err := writeConfig(opts, "restore", true)
-	if err != nil {
-		return nil, err
+	if (opts.phase(PhaseScale) && len(opts.ScaleN) > 0) || (opts.phase(PhaseMemory) && opts.IdleSandboxes > 0) {
+		if len(mems) == 0 || mems[0] != opts.ScaleVMMemoryMiB {
+			mems = append(mems, opts.ScaleVMMemoryMiB)
+		}
 	}
-	// The template of the restore configuration exists before the
-	// measurements: they measure the warm path.
-	if out, err := exec.CommandContext(ctx, filepath.Join(opts.ShimDir, "scc"), "snapshot", "create", "--config", restoreConfig).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("create VM template: %v: %s", err, out)
+	for _, mem := range mems {
+		t, err := r.prepare(ctx, mem)
+		if err != nil {
+			return nil, err
+		}
+		rep.Templates = append(rep.Templates, t)
 	}
+
 	d, err := ctrd.Start(ctx, ctrd.Options{Dir: filepath.Join(opts.Dir, "c"), BinDir: opts.BinDir, ShimDir: opts.ShimDir})
 	if err != nil {
 		return nil, err
 	}
-	defer d.Stop(context.WithoutCancel(ctx))
-	var img bytes.Buffer
-	if err := ocilayout.WriteBusybox(&img, ocilayout.BusyboxOptions{Busybox: opts.Busybox, Ref: imageRef}); err != nil {
+	r.d = d
+	defer func() {
+		r.removeContainers(context.WithoutCancel(ctx))
+		d.Stop(context.WithoutCancel(ctx))
+	}()
+	if err := r.importImage(ctx); err != nil {
 		return nil, err
 	}
-	imp := d.Ctr(ctx, "images", "import", "-")
-	imp.Stdin = &img
-	if out, err := imp.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("import image: %v: %s", err, out)
-	}
 
-	results := []Result{
-		{Runtime: Runtime{Name: "runc", Runtime: "io.containerd.runc.v2"}},
-		{Runtime: Runtime{Name: "scc (cold boot)", Runtime: "io.containerd.scc.v2", Config: coldConfig}},
-		{Runtime: Runtime{Name: "scc (restore)", Runtime: "io.containerd.scc.v2", Config: restoreConfig}},
-	}
-	// One unmeasured run each warms the page cache and containerd.
-	for i := -1; i < opts.Runs; i++ {
-		for j := range results {
-			rt := results[j].Runtime
-			id := fmt.Sprintf("bench-%d-%d", j, i+1)
-			t, err := runOnce(ctx, d, rt, id)
-			if err != nil {
-				return nil, fmt.Errorf("%s run %d: %w", rt.Name, i+1, err)
-			}
-			if i >= 0 {
-				results[j].Times = append(results[j].Times, t)
-				if opts.Progress != nil {
-					fmt.Fprintf(opts.Progress, "  %-16s run %d/%d  %v\n", rt.Name, i+1, opts.Runs, t.Round(time.Millisecond))
-				}
-			}
+	if opts.phase(PhaseStart) {
+		r.progressf("start: %s, %d runs per mode, modes alternating\n", rep.Settings.Command, opts.Runs)
+		if rep.Start, err = r.start(ctx); err != nil {
+			return nil, err
 		}
 	}
-	return results, nil
+	if opts.phase(PhaseScale) && len(opts.ScaleN) > 0 {
+		r.progressf("scale-out: N containers at once, N in %v, %d runs, %d MiB VMs\n", opts.ScaleN, opts.Runs, opts.ScaleVMMemoryMiB)
+		rep.ScaleOut, rep.ScaleOutStopped = r.scaleOut(ctx, r.batch)
+	}
+	if opts.phase(PhaseMemory) && opts.IdleSandboxes > 0 {
+		r.progressf("memory: %d idle sandboxes per mode, PSS after %v\n", opts.IdleSandboxes, opts.Settle)
+		rep.Memory = r.memory(ctx)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rep.Elapsed = time.Since(began).Round(time.Millisecond)
+	return rep, nil
 }
 
-func runOnce(ctx context.Context, d *ctrd.Daemon, rt Runtime, id string) (time.Duration, error) {
-	args := []string{"run", "--rm", "--runtime", rt.Runtime}
-	if rt.Config != "" {
-		args = append(args, "--runtime-config-path", rt.Config)
+// modes returns runc and the two scc modes with VMs of mem MiB.
+func (r *runner) modes(mem int) []Mode {
+	return []Mode{
+		{Key: ModeRunc, Name: "runc", Runtime: "io.containerd.runc.v2"},
+		{Key: ModeSCCCold, Name: "scc (cold boot)", Runtime: "io.containerd.scc.v2", VMMemoryMiB: mem, VCPUs: 1},
+		{Key: ModeSCCRestore, Name: "scc (restore)", Runtime: "io.containerd.scc.v2", VMMemoryMiB: mem, VCPUs: 1, Template: true},
 	}
-	args = append(args, imageRef, id, "/bin/true")
-	cmd := d.Ctr(ctx, args...)
+}
+
+func configKey(m Mode) string { return fmt.Sprintf("%s-%d", m.Key, m.VMMemoryMiB) }
+
+// prepare writes the shim configurations of VMs of mem MiB and makes the
+// template the restore mode uses.
+func (r *runner) prepare(ctx context.Context, mem int) (TemplateBuild, error) {
+	for _, m := range r.modes(mem)[1:] {
+		p := filepath.Join(r.opts.Dir, configKey(m)+".toml")
+		if err := os.WriteFile(p, []byte(shimConfig(r.opts, m)), 0o644); err != nil {
+			return TemplateBuild{}, fmt.Errorf("write shim config: %w", err)
+		}
+		r.configs[configKey(m)] = p
+	}
+	restore := r.configs[configKey(r.modes(mem)[2])]
+	r.progressf("template: %d MiB VM (boot, save)\n", mem)
+	began := time.Now()
+	out, err := exec.CommandContext(ctx, filepath.Join(r.opts.ShimDir, "scc"), "snapshot", "create", "--config", restore).CombinedOutput()
+	if err != nil {
+		return TemplateBuild{}, fmt.Errorf("create VM template: %w: %s", err, bytes.TrimSpace(out))
+	}
+	t := TemplateBuild{VMMemoryMiB: mem, Elapsed: time.Since(began).Round(time.Millisecond)}
+	r.progressf("template: %d MiB VM made in %v\n", mem, t.Elapsed)
+	return t, nil
+}
+
+// shimConfig is the scc shim configuration of an scc mode. Templates are
+// never made in the background: that would load the machine during the
+// measurements.
+func shimConfig(opts Options, m Mode) string {
+	var params []string
+	for _, p := range opts.KernelParams {
+		params = append(params, strconv.Quote(p))
+	}
+	return fmt.Sprintf(`state_dir = %q
+guest_dir = %q
+
+[vm]
+vcpus = %d
+memory_mib = %d
+log_dir = %q
+kernel_params = [%s]
+
+[snapshot]
+enabled = %t
+auto_create = false
+dir = %q
+`, filepath.Join(opts.Dir, "run"), opts.GuestDir, m.VCPUs, m.VMMemoryMiB, filepath.Join(opts.Dir, "logs"), strings.Join(params, ", "),
+		m.Template, filepath.Join(opts.Dir, "snapshots"))
+}
+
+func (r *runner) importImage(ctx context.Context) error {
+	var img bytes.Buffer
+	if err := ocilayout.WriteBusybox(&img, ocilayout.BusyboxOptions{Busybox: r.opts.Busybox, Ref: imageRef}); err != nil {
+		return fmt.Errorf("write busybox image: %w", err)
+	}
+	imp := r.d.Ctr(ctx, "images", "import", "-")
+	imp.Stdin = &img
+	if out, err := imp.CombinedOutput(); err != nil {
+		return fmt.Errorf("import image: %w: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// ctrRun runs `ctr run` of the image in mode m as container id, with
+// extra flags before the image and the command after it, and returns its
+// wall time.
+func (r *runner) ctrRun(ctx context.Context, m Mode, id string, flags []string, command ...string) (time.Duration, error) {
+	args := append([]string{"run"}, flags...)
+	args = append(args, "--runtime", m.Runtime)
+	if m.Key != ModeRunc {
+		args = append(args, "--runtime-config-path", r.configs[configKey(m)])
+	}
+	args = append(append(args, imageRef, id), command...)
+	cmd := r.d.Ctr(ctx, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	start := time.Now()
+	began := time.Now()
 	err := cmd.Run()
-	elapsed := time.Since(start)
+	elapsed := time.Since(began)
 	if err != nil {
-		return 0, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("ctr run %s: %w", id, ctx.Err())
+		}
+		return 0, fmt.Errorf("ctr run %s: %w: %s", id, err, ctrError(stderr.String()))
 	}
 	return elapsed, nil
 }
 
-// Report writes the results as a table with medians, p90 and the ratio of
-// each median to the first result's (the baseline).
-func Report(w io.Writer, title string, results []Result) {
-	fmt.Fprintf(w, "%s\n", title)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "runtime\truns\tmedian\tp90\tratio to "+results[0].Runtime.Name)
-	base := results[0].Median()
-	for _, r := range results {
-		ratio := "-"
-		if base > 0 {
-			ratio = fmt.Sprintf("%.1fx", float64(r.Median())/float64(base))
+// ctrError keeps what ctr said about a failure, without the warnings
+// containerd's client logs on every command (cgroup v1 deprecation).
+func ctrError(stderr string) string {
+	var keep []string
+	for _, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		if strings.HasPrefix(l, "time=") && strings.Contains(l, "level=warning") {
+			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%v\t%v\t%s\n", r.Runtime.Name, len(r.Times), r.Median().Round(time.Millisecond), r.P90().Round(time.Millisecond), ratio)
+		keep = append(keep, l)
 	}
-	tw.Flush()
+	return strings.Join(keep, "; ")
 }
 
-// writeConfig writes an scc shim configuration for one mode.
-func writeConfig(opts Options, name string, snapshots bool) (string, error) {
-	p := filepath.Join(opts.Dir, name+".toml")
-	cfg := fmt.Sprintf("state_dir = %q\nguest_dir = %q\n\n[vm]\nlog_dir = %q\n\n[snapshot]\nenabled = %t\nauto_create = false\ndir = %q\n",
-		filepath.Join(opts.Dir, "run"), opts.GuestDir, filepath.Join(opts.Dir, "logs"), snapshots, filepath.Join(opts.Dir, "snapshots"))
-	return p, os.WriteFile(p, []byte(cfg), 0o644)
+// removeContainers kills and removes every container of the private
+// containerd, so a failed or interrupted measurement leaves no VM behind.
+func (r *runner) removeContainers(ctx context.Context) {
+	if r.d == nil {
+		return // no containerd, no container
+	}
+	out, err := r.d.Ctr(ctx, "containers", "list", "--quiet").Output()
+	if err != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, id := range strings.Fields(string(out)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// A task that is already gone makes the first command fail;
+			// the container must still go.
+			r.d.Ctr(ctx, "tasks", "delete", "--force", id).Run()
+			r.d.Ctr(ctx, "containers", "delete", id).Run()
+		}()
+	}
+	wg.Wait()
+}
+
+func (r *runner) progressf(format string, args ...any) {
+	if r.opts.Progress != nil {
+		fmt.Fprintf(r.opts.Progress, format, args...)
+	}
 }
