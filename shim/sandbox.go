@@ -234,7 +234,7 @@ func (sb *sandbox) waitAgent(ctx context.Context, timeout time.Duration) error {
 	case <-time.After(vmExitGrace):
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("guest agent did not answer within %s (console log: %s): %s: %w", timeout, sb.consoleLogPath(), tailFile(sb.vm.ConsoleLog(), 10), err)
+		return fmt.Errorf("guest agent did not answer within %s (console log: %s): %s: %w", timeout, sb.consoleLogPath(), vmm.Tail(sb.vm.ConsoleLog(), 2048), err)
 	}
 	return fmt.Errorf("ping agent: %w", err)
 }
@@ -333,19 +333,6 @@ func shortID(id string) string {
 	return id
 }
 
-// tailFile returns the last n lines of a (small) log file.
-func tailFile(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	s := string(b)
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
 
 type guestFiles struct {
 	kernel, initrd, cmdline string

@@ -99,28 +99,15 @@ func (d Driver) NewVM(cfg vmm.Config) (*VM, error) {
 	return v, nil
 }
 
-type state int
+// state is the VM's lifecycle state, shared by all drivers.
+type state = vmm.State
 
 const (
-	created state = iota
-	running
-	paused
-	stopped
+	created = vmm.StateCreated
+	running = vmm.StateRunning
+	paused  = vmm.StatePaused
+	stopped = vmm.StateStopped
 )
-
-func (s state) String() string {
-	switch s {
-	case created:
-		return "created"
-	case running:
-		return "running"
-	case paused:
-		return "paused"
-	case stopped:
-		return "stopped"
-	}
-	return fmt.Sprintf("state(%d)", int(s))
-}
 
 // VM is one cloud-hypervisor process, the virtiofsd processes serving its
 // shares, and its API client.

@@ -126,7 +126,7 @@ func waitConsole(t *testing.T, v *VM, want string, ok func(console string) bool,
 			return string(b)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("console has no %q after %v:\n%s\nqemu log:\n%s", want, timeout, b, tail(v.logPath(), logTail))
+			t.Fatalf("console has no %q after %v:\n%s\nqemu log:\n%s", want, timeout, b, vmm.Tail(v.logPath(), logTail))
 		}
 		select {
 		case <-v.Done():
@@ -268,7 +268,7 @@ func TestBootPauseResumeSaveRestore(t *testing.T) {
 	}
 	t.Cleanup(func() { v2.Stop(context.Background()) })
 	if err := v2.Restore(ctx, state); err != nil {
-		t.Fatalf("Restore: %v\nqemu log:\n%s", err, tail(v2.logPath(), logTail))
+		t.Fatalf("Restore: %v\nqemu log:\n%s", err, vmm.Tail(v2.logPath(), logTail))
 	}
 	if st, err := v2.Status(ctx); err != nil || st != "paused" {
 		t.Fatalf("Status after Restore = %q, %v; want paused", st, err)

@@ -1,11 +1,9 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,8 +113,8 @@ func (v *VM) run(cmd *exec.Cmd, started chan<- error) {
 	if !v.stopping {
 		v.exitErr = &vmm.ExitError{
 			Err:     werr,
-			Log:     tail(v.logPath(), logTail),
-			Console: tail(v.ConsoleLog(), logTail),
+			Log:     vmm.Tail(v.logPath(), logTail),
+			Console: vmm.Tail(v.ConsoleLog(), logTail),
 		}
 	}
 	v.mu.Unlock()
@@ -167,29 +165,4 @@ func (v *VM) removeRuntimeFiles() {
 	for _, name := range []string{QMPSocketName, vmm.AgentSocketName, PidFileName} {
 		os.Remove(filepath.Join(v.cfg.StateDir, name))
 	}
-}
-
-// tail returns up to the last n bytes of the file at path, starting at a
-// line boundary when it had to cut; "" when the file cannot be read.
-func tail(path string, n int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return ""
-	}
-	off := max(fi.Size()-n, 0)
-	b, err := io.ReadAll(io.NewSectionReader(f, off, n))
-	if err != nil {
-		return ""
-	}
-	if off > 0 {
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
 }
