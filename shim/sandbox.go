@@ -333,7 +333,6 @@ func shortID(id string) string {
 	return id
 }
 
-
 type guestFiles struct {
 	kernel, initrd, cmdline string
 	// digests of kernel and initrd, from the image manifest
