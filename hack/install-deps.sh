@@ -7,7 +7,7 @@ packages=(
   qemu-system-x86 qemu-utils   # the VMM (TCG here, KVM where the CPU has vmx/svm)
   swtpm swtpm-tools            # a vTPM per VM
   busybox-static               # the demo and test image
-  erofs-utils                  # integrity-protected shared layers
+  erofs-utils cryptsetup-bin   # integrity-protected shared layers (mkfs.erofs, veritysetup)
   xz-utils zstd cpio           # guest kernel extraction
   protobuf-compiler            # make protos
   libseccomp-dev               # static seccomp support in the agent

@@ -23,6 +23,7 @@ var commands = map[string]command{
 	"check":             {"report what this host can run", runCheck},
 	"guest":             {"build the guest image: scc guest build [flags]", runGuest},
 	"snapshot":          {"VM templates: scc snapshot create|list|remove [--config FILE]", runSnapshot},
+	"imagesplit":        {"split an image into confidential and shared parts: scc imagesplit --in LAYOUT --out LAYOUT (--confidential-layers 1,2 | --confidential-path /app | --above-base LAYOUT) [--recipient jwe:pub.pem] [--kbs-key kbs:///default/key/NAME --key-out FILE]", runImagesplit},
 	"image":             {"write a demo image: scc image busybox -o FILE [--ref NAME]", runImage},
 	"containerd-config": {"print the configuration of a private containerd: scc containerd-config DIR", runContainerdConfig},
 	"install":           {"install scc and its containerd runtime handler on a node: scc install [--root DIR] [--label-node NODE]", runInstall},
