@@ -114,9 +114,12 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 	}
 	vc := vmConfig(cfg, img, shortID(id), dir, sb.sharedDir)
 	if pn != nil {
-		// Templates have no network devices: such a VM boots.
 		vc.Net = pn.devices
-		img.snapshottable = false
+		// A restored VM gets its interfaces through hotplug ports, of
+		// which templates have one.
+		if len(vc.Net) > vc.HotplugPorts {
+			img.snapshottable = false
+		}
 	}
 	if cfg.VM.TPM {
 		sb.tpm, err = swtpm.StartSwtpm(ctx, filepath.Join(dir, "tpm"))
@@ -173,6 +176,9 @@ func vmConfig(cfg Config, img guestFiles, id, dir, sharedDir string) vmm.Config 
 		Shares:      []vmm.Share{{Tag: agent.SharedTag, Path: sharedDir}},
 		AgentPort:   agent.PortName,
 		BootTimeout: cfg.VM.BootTimeout.Duration,
+		// One port for the pod network's interface of a VM restored from
+		// a template; every VM has it so that all share one layout.
+		HotplugPorts: 1,
 	}
 }
 

@@ -24,7 +24,7 @@ import (
 
 // templateLayout changes whenever the VM's device layout changes in a way
 // the key's other fields do not show, so old templates stop matching.
-const templateLayout = 1
+const templateLayout = 2
 
 // templateKey is everything that must match between a template and the
 // VMs restored from it. Paths that differ per VM (state directory, shared
@@ -42,6 +42,7 @@ type templateKey struct {
 	QEMUSize      int64
 	QEMUModTime   time.Time
 	AgentPort     string
+	HotplugPorts  int
 	SharedTag     string
 	SharedGuestAt string
 }
@@ -72,6 +73,7 @@ func newTemplateKey(cfg Config, img guestFiles, vc vmm.Config) (templateKey, err
 		QEMUSize:      fi.Size(),
 		QEMUModTime:   fi.ModTime().UTC(),
 		AgentPort:     vc.AgentPort,
+		HotplugPorts:  vc.HotplugPorts,
 		SharedTag:     agent.SharedTag,
 		SharedGuestAt: agent.GuestSharedDir,
 	}, nil
@@ -80,7 +82,7 @@ func newTemplateKey(cfg Config, img guestFiles, vc vmm.Config) (templateKey, err
 // lookupTemplate finds the template a sandbox of this configuration can
 // be restored from.
 func lookupTemplate(ctx context.Context, cfg Config, img guestFiles, vc vmm.Config) (snapshot.Template, bool) {
-	if !cfg.Snapshot.Enabled || !img.snapshottable || len(vc.Net) > 0 {
+	if !cfg.Snapshot.Enabled || !img.snapshottable || len(vc.Net) > vc.HotplugPorts {
 		return snapshot.Template{}, false
 	}
 	k, err := newTemplateKey(cfg, img, vc)
@@ -105,6 +107,12 @@ func removeTemplate(cfg Config, key string) {
 // before anything else, so it stops sharing randomness and time with the
 // template's other clones.
 func (sb *sandbox) restore(ctx context.Context, cfg Config, vc vmm.Config, state string) error {
+	// The template had no network device: the restored VM's come through
+	// its hotplug ports once it runs.
+	vc.Net = append([]vmm.NetDevice(nil), vc.Net...)
+	for i := range vc.Net {
+		vc.Net[i].Hotplug = true
+	}
 	vm, err := newVM(cfg, vc)
 	if err != nil {
 		return fmt.Errorf("configure VM: %w", err)
@@ -132,6 +140,17 @@ func (sb *sandbox) restore(ctx context.Context, cfg Config, vc vmm.Config, state
 	}
 	if _, err := sb.agent.Restored(ctx, &agent.RestoredRequest{Entropy: entropy, Time: timestamppb.Now()}); err != nil {
 		return fmt.Errorf("reseed restored agent: %w", fromAgent(err))
+	}
+	if len(vc.Net) > 0 {
+		hp, ok := vm.(vmm.NetHotplugger)
+		if !ok {
+			return fmt.Errorf("restore: VMM cannot add network devices: %w", errdefs.ErrNotImplemented)
+		}
+		for i := range vc.Net {
+			if err := hp.AddNetDevice(ctx, i); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,12 +35,12 @@ func crictlPath() string {
 // tests' shim configuration, and imports the busybox image (also the pod
 // sandbox image) into the k8s.io namespace.
 func startCRI(t *testing.T, ctx context.Context) *criEnv {
-	return startCRIWith(t, ctx, "", "")
+	return startCRIWith(t, ctx, "", "", env.config)
 }
 
 // startCRIWith runs containerd in network namespace netns (when set) with
 // cniConf as its CNI network.
-func startCRIWith(t *testing.T, ctx context.Context, netns, cniConf string) *criEnv {
+func startCRIWith(t *testing.T, ctx context.Context, netns, cniConf, sccConfig string) *criEnv {
 	t.Helper()
 	crictl := crictlPath()
 	if _, err := os.Stat(crictl); err != nil {
@@ -50,7 +51,7 @@ func startCRIWith(t *testing.T, ctx context.Context, netns, cniConf string) *cri
 	}
 	dir := filepath.Join(env.dir, "cri")
 	if netns != "" {
-		dir = filepath.Join(env.dir, "crin")
+		dir = filepath.Join(env.dir, "crin-"+netns[len(netns)-4:])
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "cni"), 0o755); err != nil {
 		t.Fatal(err)
@@ -65,7 +66,7 @@ func startCRIWith(t *testing.T, ctx context.Context, netns, cniConf string) *cri
 		BinDir:  containerdBin(),
 		ShimDir: env.binDir,
 		NetNS:   netns,
-		CRI:     &ctrd.CRIOptions{SCCConfig: env.config, SandboxImage: imageRef},
+		CRI:     &ctrd.CRIOptions{SCCConfig: sccConfig, SandboxImage: imageRef},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -222,23 +223,41 @@ func hostRelease(t *testing.T) string {
 
 // TestCRIPodNetwork runs a pod on a CNI bridge network, in a network
 // namespace of the test's own, and reaches a server in the pod's VM at
-// the pod's IP from outside the pod.
+// the pod's IP from outside the pod: once with a VM that boots, once with
+// a VM restored from a template, which gets its interface by hotplug.
 func TestCRIPodNetwork(t *testing.T) {
 	requireEnv(t)
 	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
 		t.Fatalf("CNI plugins missing (make deps): %v", err)
 	}
-	ctx := testContext(t)
-	ns := filepath.Base(env.dir)
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
+	restoreCfg, _ := snapshotConfig(t, "crinet", false)
+	for _, tc := range []struct {
+		name, config string
+		restored     bool
+	}{
+		{"boot", env.config, false},
+		{"restore", restoreCfg, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t)
+			if tc.restored {
+				scc(t, ctx, "snapshot", "create", "--config", tc.config)
+			}
+			ns := filepath.Base(env.dir) + "-" + tc.name
+			if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+				t.Fatalf("ip netns add: %v: %s", err, out)
+			}
+			t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+			exec.Command("ip", "-n", ns, "link", "set", "lo", "up").Run()
+			cni := `{"cniVersion": "1.0.0", "name": "scc-test", "plugins": [{"type": "bridge", "bridge": "scc0", "isGateway": true, "ipMasq": false,
+  "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.99.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "` + filepath.Join(env.dir, "cni-ipam-"+tc.name) + `"}}]}`
+			c := startCRIWith(t, ctx, ns, cni, tc.config)
+			podNetwork(t, ctx, c, ns, tc.restored)
+		})
 	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	exec.Command("ip", "-n", ns, "link", "set", "lo", "up").Run()
-	cni := `{"cniVersion": "1.0.0", "name": "scc-test", "plugins": [{"type": "bridge", "bridge": "scc0", "isGateway": true, "ipMasq": false,
-  "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.99.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "` + filepath.Join(env.dir, "cni-ipam") + `"}}]}`
-	c := startCRIWith(t, ctx, ns, cni)
+}
 
+func podNetwork(t *testing.T, ctx context.Context, c *criEnv, ns string, restored bool) {
 	podCfg := writeJSON(t, filepath.Join(c.dir, "pod.json"), map[string]any{
 		"metadata":      map[string]any{"name": "netpod", "namespace": "default", "uid": "netpod-uid"},
 		"log_directory": filepath.Join(c.dir, "logs"),
@@ -249,6 +268,13 @@ func TestCRIPodNetwork(t *testing.T) {
 		exec.CommandContext(ctx, c.crictl, "--runtime-endpoint", "unix://"+c.d.Address(), "stopp", pod).Run()
 		exec.CommandContext(ctx, c.crictl, "--runtime-endpoint", "unix://"+c.d.Address(), "rmp", "-f", pod).Run()
 	})
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pidOf(t, "qemu-system", filepath.Join(env.run, pod[:32]))), "cmdline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := bytes.Contains(b, []byte("-incoming")); got != restored {
+		t.Errorf("VM restored: %v, want %v", got, restored)
+	}
 	srvCfg := writeJSON(t, filepath.Join(c.dir, "srv.json"), map[string]any{
 		"metadata": map[string]any{"name": "srv"},
 		"image":    map[string]any{"image": imageRef},

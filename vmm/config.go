@@ -61,6 +61,10 @@ type Config struct {
 
 	// Net are the guest's network interfaces, in order.
 	Net []NetDevice
+	// HotplugPorts is the number of PCIe ports left empty for devices
+	// added while the VM runs. They are part of the device layout a saved
+	// VM and the VMs restored from it must share.
+	HotplugPorts int
 	// TPM, when set, gives the guest a vTPM.
 	TPM *TPM
 

@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -17,6 +18,19 @@ type NetDevice struct {
 	// MAC is the guest interface's address: the one of the pod interface
 	// the tap mirrors, so the pod's peers see no change.
 	MAC net.HardwareAddr
+	// Hotplug leaves the guest device out of the command line: only the
+	// backend is there, and the device is added later (see NetHotplugger),
+	// into one of Config.HotplugPorts. A VM restored from a template, which
+	// had no network device, gets its interface this way.
+	Hotplug bool
+}
+
+// NetHotplugger is implemented by VMs that can add a network device to a
+// running guest.
+type NetHotplugger interface {
+	// AddNetDevice plugs Config.Net[i], whose Hotplug is set, into
+	// hotplug port i.
+	AddNetDevice(ctx context.Context, i int) error
 }
 
 func (n NetDevice) validate() error {

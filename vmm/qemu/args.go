@@ -96,12 +96,21 @@ func args(cfg vmm.Config, incoming string) ([]string, error) {
 		)
 	}
 	// Tap files are passed as extra files: the first is fd 3.
+	if cfg.HotplugPorts > 0 {
+		// Native PCIe hotplug: the guest's pciehp driver handles it
+		// without ACPI hotplug support from the firmware.
+		a = append(a, "-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off")
+		for i := 0; i < cfg.HotplugPorts; i++ {
+			n := strconv.Itoa(i)
+			a = append(a, "-device", "pcie-root-port,id=hp"+n+",bus=pcie.0,chassis="+strconv.Itoa(i+1))
+		}
+	}
 	for i, n := range cfg.Net {
 		id := "net" + strconv.Itoa(i)
-		a = append(a,
-			"-netdev", "tap,id="+id+",fd="+strconv.Itoa(3+i),
-			"-device", "virtio-net-pci,netdev="+id+",mac="+n.MAC.String(),
-		)
+		a = append(a, "-netdev", "tap,id="+id+",fd="+strconv.Itoa(3+i))
+		if !n.Hotplug {
+			a = append(a, "-device", "virtio-net-pci,netdev="+id+",mac="+n.MAC.String())
+		}
 	}
 	for i, s := range cfg.Shares {
 		id := "fs" + strconv.Itoa(i)
