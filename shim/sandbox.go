@@ -136,9 +136,13 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 			restored = true
 		} else {
 			// A template that no longer restores (a changed host) must
-			// not keep sandboxes from starting: boot, and drop it.
+			// not keep sandboxes from starting: boot, and drop it if QEMU
+			// could not load it (not merely in time, on a busy host).
 			log.G(ctx).WithError(err).Warn("restore from template failed; booting instead")
-			removeTemplate(cfg, tmpl.Key)
+			var lerr *templateLoadError
+			if errors.As(err, &lerr) && !errors.Is(err, context.DeadlineExceeded) {
+				removeTemplate(cfg, tmpl.Key)
+			}
 			sb.stopVM(ctx)
 		}
 	}

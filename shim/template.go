@@ -123,7 +123,7 @@ func (sb *sandbox) restore(ctx context.Context, cfg Config, vc vmm.Config, state
 		return fmt.Errorf("restore: VMM cannot restore snapshots: %w", errdefs.ErrNotImplemented)
 	}
 	if err := s.Restore(ctx, state); err != nil {
-		return err
+		return &templateLoadError{err}
 	}
 	if err := sb.dial(); err != nil {
 		return err
@@ -253,3 +253,11 @@ func spawnTemplateCreation(ctx context.Context, configPath string, vm VMConfig) 
 	}
 	go cmd.Wait()
 }
+
+// templateLoadError is a restore that failed while QEMU loaded the
+// template's state: the template itself is unusable here. Failures after
+// the load (a slow agent on a busy host, say) leave the template alone.
+type templateLoadError struct{ err error }
+
+func (e *templateLoadError) Error() string { return "load template: " + e.err.Error() }
+func (e *templateLoadError) Unwrap() error { return e.err }
