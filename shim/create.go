@@ -63,7 +63,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		return nil, fmt.Errorf("create %s: %w", r.ID, err)
 	}
 	if isPodSandbox(spec) {
-		return s.createPause(ctx, r, sb)
+		return s.createPause(ctx, r, sb, spec)
 	}
 
 	if err := writeSandboxState(r.Bundle, sb.dir); err != nil {
@@ -80,10 +80,12 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 			}
 		}
 	}()
-	guestSpec(spec)
+	// podSpec first: it tells the namespaces a pod container joins by path
+	// (the pod's), which guestSpec then no longer shows.
 	if isPodContainer(spec) {
 		podSpec(spec)
 	}
+	guestSpec(spec)
 	specJSON, err := json.Marshal(spec)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: encode spec: %w", r.ID, err)
@@ -190,9 +192,18 @@ var errMissingRootfs = errors.New("missing rootfs")
 
 // createPause records a pod's sandbox container: nothing runs in the
 // guest for it, and its pid is the VM's.
-func (s *service) createPause(ctx context.Context, r *taskAPI.CreateTaskRequest, sb *sandbox) (*taskAPI.CreateTaskResponse, error) {
+func (s *service) createPause(ctx context.Context, r *taskAPI.CreateTaskRequest, sb *sandbox, spec *specs.Spec) (*taskAPI.CreateTaskResponse, error) {
 	if err := writeSandboxState(r.Bundle, sb.dir); err != nil {
 		return nil, fmt.Errorf("create %s: record sandbox state: %w", r.ID, err)
+	}
+	// The pause process would have held the pod's hostname and sysctls;
+	// the guest holds them instead.
+	req := &agent.ConfigureSandboxRequest{Hostname: spec.Hostname}
+	if spec.Linux != nil {
+		req.Sysctls = spec.Linux.Sysctl
+	}
+	if _, err := sb.agent.ConfigureSandbox(ctx, req); err != nil {
+		return nil, fmt.Errorf("create %s: configure pod: %w", r.ID, fromAgent(err))
 	}
 	init := newProcess(r.ID, "", stdio{}, nil)
 	c := &container{id: r.ID, bundle: r.Bundle, init: init, pause: true, unmount: func() error { return nil }, execs: map[string]*process{}}

@@ -123,11 +123,15 @@ func TestCRIPodTwoContainers(t *testing.T) {
 
 	podCfg := writeJSON(t, filepath.Join(c.dir, "pod.json"), map[string]any{
 		"metadata":      map[string]any{"name": "pod1", "namespace": "default", "uid": "pod1-uid"},
+		"hostname":      "pod1-host",
 		"log_directory": filepath.Join(c.dir, "logs"),
-		"linux": map[string]any{"security_context": map[string]any{
-			// The node's network: this test creates no CNI network.
-			"namespace_options": map[string]any{"network": 2},
-		}},
+		"linux": map[string]any{
+			"sysctls": map[string]string{"kernel.shm_rmid_forced": "1"},
+			"security_context": map[string]any{
+				// The node's network: this test creates no CNI network.
+				"namespace_options": map[string]any{"network": 2},
+			},
+		},
 	})
 	container := func(name, script string) string {
 		return writeJSON(t, filepath.Join(c.dir, name+".json"), map[string]any{
@@ -162,6 +166,13 @@ func TestCRIPodTwoContainers(t *testing.T) {
 
 	if got := c.run(t, ctx, "exec", client, "uname", "-r"); got == hostRelease(t) {
 		t.Errorf("exec ran on the host kernel %s", got)
+	}
+	// The pod's hostname and sysctls hold in its VM.
+	if got := c.run(t, ctx, "exec", client, "hostname"); got != "pod1-host" {
+		t.Errorf("hostname %q, want pod1-host", got)
+	}
+	if got := c.run(t, ctx, "exec", client, "cat", "/proc/sys/kernel/shm_rmid_forced"); got != "1" {
+		t.Errorf("kernel.shm_rmid_forced = %q, want 1", got)
 	}
 	// The pod's containers share its network: the client reaches the
 	// server on localhost.

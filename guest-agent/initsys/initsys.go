@@ -191,8 +191,12 @@ func MountConfigfs() error {
 }
 
 // MountShared mounts the host's 9p share at SharedDir.
+//
+// Not nosuid: the containers' rootfs are below it, and setuid programs in
+// images (su, ping, ...) must work as with runc; a container that must not
+// gain privileges says so with no_new_privileges.
 func MountShared(ctx context.Context) error {
-	return mountOne(mount{SharedTag, SharedDir, "9p", nosuid | nodev, SharedOptions})
+	return mountOne(mount{SharedTag, SharedDir, "9p", nodev, SharedOptions})
 }
 
 // RootIsInitramfs reports whether "/" is the kernel's initial rootfs, where

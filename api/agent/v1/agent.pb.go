@@ -1474,6 +1474,60 @@ func (x *ConfigureNetworkRequest) GetRoutes() []*Route {
 	return nil
 }
 
+type ConfigureSandboxRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Hostname string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// sysctls by name (dotted, as in the OCI spec); only namespaced ones
+	// (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.*) apply.
+	Sysctls       map[string]string `protobuf:"bytes,2,rep,name=sysctls,proto3" json:"sysctls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigureSandboxRequest) Reset() {
+	*x = ConfigureSandboxRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigureSandboxRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigureSandboxRequest) ProtoMessage() {}
+
+func (x *ConfigureSandboxRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigureSandboxRequest.ProtoReflect.Descriptor instead.
+func (*ConfigureSandboxRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ConfigureSandboxRequest) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *ConfigureSandboxRequest) GetSysctls() map[string]string {
+	if x != nil {
+		return x.Sysctls
+	}
+	return nil
+}
+
 var File_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_agent_v1_agent_proto_rawDesc = "" +
@@ -1574,7 +1628,13 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"interfaces\x18\x01 \x03(\v2\x17.scc.agent.v1.InterfaceR\n" +
 	"interfaces\x12+\n" +
-	"\x06routes\x18\x02 \x03(\v2\x13.scc.agent.v1.RouteR\x06routes2\xff\v\n" +
+	"\x06routes\x18\x02 \x03(\v2\x13.scc.agent.v1.RouteR\x06routes\"\xbf\x01\n" +
+	"\x17ConfigureSandboxRequest\x12\x1a\n" +
+	"\bhostname\x18\x01 \x01(\tR\bhostname\x12L\n" +
+	"\asysctls\x18\x02 \x03(\v22.scc.agent.v1.ConfigureSandboxRequest.SysctlsEntryR\asysctls\x1a:\n" +
+	"\fSysctlsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xd2\f\n" +
 	"\x05Agent\x12=\n" +
 	"\x04Ping\x12\x19.scc.agent.v1.PingRequest\x1a\x1a.scc.agent.v1.PingResponse\x12O\n" +
 	"\x0fCreateContainer\x12$.scc.agent.v1.CreateContainerRequest\x1a\x16.google.protobuf.Empty\x12R\n" +
@@ -1599,7 +1659,8 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"ReadStderr\x12\x1f.scc.agent.v1.ReadOutputRequest\x1a .scc.agent.v1.ReadOutputResponse\x12C\n" +
 	"\tResizePty\x12\x1e.scc.agent.v1.ResizePtyRequest\x1a\x16.google.protobuf.Empty\x12A\n" +
 	"\bRestored\x12\x1d.scc.agent.v1.RestoredRequest\x1a\x16.google.protobuf.Empty\x12Q\n" +
-	"\x10ConfigureNetwork\x12%.scc.agent.v1.ConfigureNetworkRequest\x1a\x16.google.protobuf.EmptyB0Z.github.com/sccontainers/scc/api/agent/v1;agentb\x06proto3"
+	"\x10ConfigureNetwork\x12%.scc.agent.v1.ConfigureNetworkRequest\x1a\x16.google.protobuf.Empty\x12Q\n" +
+	"\x10ConfigureSandbox\x12%.scc.agent.v1.ConfigureSandboxRequest\x1a\x16.google.protobuf.EmptyB0Z.github.com/sccontainers/scc/api/agent/v1;agentb\x06proto3"
 
 var (
 	file_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -1613,7 +1674,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(*PingRequest)(nil),             // 0: scc.agent.v1.PingRequest
 	(*PingResponse)(nil),            // 1: scc.agent.v1.PingResponse
@@ -1640,62 +1701,67 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*Interface)(nil),               // 22: scc.agent.v1.Interface
 	(*Route)(nil),                   // 23: scc.agent.v1.Route
 	(*ConfigureNetworkRequest)(nil), // 24: scc.agent.v1.ConfigureNetworkRequest
-	(*timestamppb.Timestamp)(nil),   // 25: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),           // 26: google.protobuf.Empty
+	(*ConfigureSandboxRequest)(nil), // 25: scc.agent.v1.ConfigureSandboxRequest
+	nil,                             // 26: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),           // 28: google.protobuf.Empty
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: scc.agent.v1.CreateContainerRequest.rootfs:type_name -> scc.agent.v1.Mount
 	4,  // 1: scc.agent.v1.CreateContainerRequest.stdio:type_name -> scc.agent.v1.StdioConfig
 	4,  // 2: scc.agent.v1.ExecProcessRequest.stdio:type_name -> scc.agent.v1.StdioConfig
-	25, // 3: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
-	25, // 4: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
+	27, // 3: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
+	27, // 4: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
 	22, // 5: scc.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> scc.agent.v1.Interface
 	23, // 6: scc.agent.v1.ConfigureNetworkRequest.routes:type_name -> scc.agent.v1.Route
-	0,  // 7: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
-	3,  // 8: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
-	5,  // 9: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
-	7,  // 10: scc.agent.v1.Agent.ExecProcess:input_type -> scc.agent.v1.ExecProcessRequest
-	10, // 11: scc.agent.v1.Agent.WaitProcess:input_type -> scc.agent.v1.WaitProcessRequest
-	12, // 12: scc.agent.v1.Agent.SignalProcess:input_type -> scc.agent.v1.SignalProcessRequest
-	8,  // 13: scc.agent.v1.Agent.DeleteProcess:input_type -> scc.agent.v1.ProcessRequest
-	9,  // 14: scc.agent.v1.Agent.DeleteContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 15: scc.agent.v1.Agent.PauseContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 16: scc.agent.v1.Agent.ResumeContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 17: scc.agent.v1.Agent.ListPids:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 18: scc.agent.v1.Agent.StatsContainer:input_type -> scc.agent.v1.ContainerRequest
-	15, // 19: scc.agent.v1.Agent.UpdateContainer:input_type -> scc.agent.v1.UpdateContainerRequest
-	16, // 20: scc.agent.v1.Agent.WriteStdin:input_type -> scc.agent.v1.WriteStdinRequest
-	8,  // 21: scc.agent.v1.Agent.CloseStdin:input_type -> scc.agent.v1.ProcessRequest
-	18, // 22: scc.agent.v1.Agent.ReadStdout:input_type -> scc.agent.v1.ReadOutputRequest
-	18, // 23: scc.agent.v1.Agent.ReadStderr:input_type -> scc.agent.v1.ReadOutputRequest
-	20, // 24: scc.agent.v1.Agent.ResizePty:input_type -> scc.agent.v1.ResizePtyRequest
-	21, // 25: scc.agent.v1.Agent.Restored:input_type -> scc.agent.v1.RestoredRequest
-	24, // 26: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
-	1,  // 27: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
-	26, // 28: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
-	6,  // 29: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
-	6,  // 30: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
-	11, // 31: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
-	26, // 32: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
-	26, // 33: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
-	26, // 34: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
-	26, // 35: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
-	26, // 36: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
-	13, // 37: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
-	14, // 38: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
-	26, // 39: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
-	17, // 40: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
-	26, // 41: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
-	19, // 42: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
-	19, // 43: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
-	26, // 44: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
-	26, // 45: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
-	26, // 46: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
-	27, // [27:47] is the sub-list for method output_type
-	7,  // [7:27] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	26, // 7: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	0,  // 8: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
+	3,  // 9: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
+	5,  // 10: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
+	7,  // 11: scc.agent.v1.Agent.ExecProcess:input_type -> scc.agent.v1.ExecProcessRequest
+	10, // 12: scc.agent.v1.Agent.WaitProcess:input_type -> scc.agent.v1.WaitProcessRequest
+	12, // 13: scc.agent.v1.Agent.SignalProcess:input_type -> scc.agent.v1.SignalProcessRequest
+	8,  // 14: scc.agent.v1.Agent.DeleteProcess:input_type -> scc.agent.v1.ProcessRequest
+	9,  // 15: scc.agent.v1.Agent.DeleteContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 16: scc.agent.v1.Agent.PauseContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 17: scc.agent.v1.Agent.ResumeContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 18: scc.agent.v1.Agent.ListPids:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 19: scc.agent.v1.Agent.StatsContainer:input_type -> scc.agent.v1.ContainerRequest
+	15, // 20: scc.agent.v1.Agent.UpdateContainer:input_type -> scc.agent.v1.UpdateContainerRequest
+	16, // 21: scc.agent.v1.Agent.WriteStdin:input_type -> scc.agent.v1.WriteStdinRequest
+	8,  // 22: scc.agent.v1.Agent.CloseStdin:input_type -> scc.agent.v1.ProcessRequest
+	18, // 23: scc.agent.v1.Agent.ReadStdout:input_type -> scc.agent.v1.ReadOutputRequest
+	18, // 24: scc.agent.v1.Agent.ReadStderr:input_type -> scc.agent.v1.ReadOutputRequest
+	20, // 25: scc.agent.v1.Agent.ResizePty:input_type -> scc.agent.v1.ResizePtyRequest
+	21, // 26: scc.agent.v1.Agent.Restored:input_type -> scc.agent.v1.RestoredRequest
+	24, // 27: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
+	25, // 28: scc.agent.v1.Agent.ConfigureSandbox:input_type -> scc.agent.v1.ConfigureSandboxRequest
+	1,  // 29: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
+	28, // 30: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
+	6,  // 31: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
+	6,  // 32: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
+	11, // 33: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
+	28, // 34: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
+	28, // 35: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
+	28, // 36: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
+	28, // 37: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
+	28, // 38: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
+	13, // 39: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
+	14, // 40: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
+	28, // 41: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
+	17, // 42: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
+	28, // 43: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
+	19, // 44: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
+	19, // 45: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
+	28, // 46: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
+	28, // 47: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
+	28, // 48: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
+	28, // 49: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
+	29, // [29:50] is the sub-list for method output_type
+	8,  // [8:29] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -1709,7 +1775,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

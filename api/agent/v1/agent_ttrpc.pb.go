@@ -29,6 +29,7 @@ type AgentService interface {
 	ResizePty(context.Context, *ResizePtyRequest) (*emptypb.Empty, error)
 	Restored(context.Context, *RestoredRequest) (*emptypb.Empty, error)
 	ConfigureNetwork(context.Context, *ConfigureNetworkRequest) (*emptypb.Empty, error)
+	ConfigureSandbox(context.Context, *ConfigureSandboxRequest) (*emptypb.Empty, error)
 }
 
 func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
@@ -173,6 +174,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.ConfigureNetwork(ctx, &req)
+			},
+			"ConfigureSandbox": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ConfigureSandboxRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ConfigureSandbox(ctx, &req)
 			},
 		},
 	})
@@ -343,6 +351,14 @@ func (c *agentClient) Restored(ctx context.Context, req *RestoredRequest) (*empt
 func (c *agentClient) ConfigureNetwork(ctx context.Context, req *ConfigureNetworkRequest) (*emptypb.Empty, error) {
 	var resp emptypb.Empty
 	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "ConfigureNetwork", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ConfigureSandbox(ctx context.Context, req *ConfigureSandboxRequest) (*emptypb.Empty, error) {
+	var resp emptypb.Empty
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "ConfigureSandbox", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
