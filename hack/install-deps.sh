@@ -25,3 +25,9 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# The guest image build downloads Debian's kernel package (never installs
+# it): that needs the package lists even when nothing above was missing.
+if ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
+  apt-get update -qq
+fi
