@@ -211,7 +211,7 @@ func TestQEMUAttach(t *testing.T) {
 // emulator to die too.
 func TestDiesWithParent(t *testing.T) {
 	requiresSwtpm(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperParent$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "SWTPM_HELPER_DIR="+t.TempDir())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -243,12 +243,17 @@ func TestDiesWithParent(t *testing.T) {
 	waitGone(t, pid)
 }
 
-// TestHelperParent is the child of TestDiesWithParent, not a test.
-func TestHelperParent(t *testing.T) {
-	dir := os.Getenv("SWTPM_HELPER_DIR")
-	if dir == "" {
-		t.Skip("helper process for TestDiesWithParent")
+// TestMain runs the test binary as the parent process of
+// TestDiesWithParent when SWTPM_HELPER_DIR is set, and the tests otherwise.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("SWTPM_HELPER_DIR"); dir != "" {
+		helperParent(dir)
 	}
+	os.Exit(m.Run())
+}
+
+// helperParent starts swtpm and waits to be killed by TestDiesWithParent.
+func helperParent(dir string) {
 	s, err := StartSwtpm(context.Background(), dir)
 	if err != nil {
 		fmt.Println("error:", err)
