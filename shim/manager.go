@@ -145,6 +145,12 @@ func (Manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 		}
 		return st, err
 	}
+	// containerd runs delete whenever a task's connection closes, which
+	// it also does itself once it deleted the task: the shim may well
+	// live on with the pod's other containers, and their VM must stay.
+	if shimAlive(dir) {
+		return st, nil
+	}
 	if err := cleanupSandboxDir(ctx, dir, id); err != nil {
 		log.G(ctx).WithError(err).Warn("clean up sandbox after shim exit")
 	}

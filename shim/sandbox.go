@@ -79,6 +79,7 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec
 	s.sandbox = sb
 	s.mu.Unlock()
 	go s.watchVM(sb)
+	go s.forwardOOM(sb.id, sb.agent, sb.vm.Done())
 	return sb, nil
 }
 
@@ -111,6 +112,9 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 	}()
 	if err := os.Mkdir(sb.sharedDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create shared dir: %w", err)
+	}
+	if err := writeShimPid(dir); err != nil {
+		return nil, fmt.Errorf("record shim pid: %w", err)
 	}
 	vc := vmConfig(cfg, img, shortID(id), dir, sb.sharedDir)
 	if pn != nil {

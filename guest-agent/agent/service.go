@@ -81,6 +81,8 @@ type Service struct {
 	sharedMu sync.Mutex
 	shared   bool // the shared directory is mounted, guarded by sharedMu
 
+	oom *oomEvents // OOM kills not yet collected by the host
+
 	mu         sync.Mutex
 	containers map[string]*container // by id, guarded by mu
 	reserved   map[string]struct{}   // ids being created, guarded by mu
@@ -109,6 +111,7 @@ func New(opts Options) *Service {
 		opts:       opts,
 		containers: make(map[string]*container),
 		reserved:   make(map[string]struct{}),
+		oom:        newOOMEvents(),
 	}
 }
 

@@ -815,8 +815,11 @@ type StatsResponse struct {
 	MemoryLimitBytes uint64                 `protobuf:"varint,5,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
 	PidsCurrent      uint64                 `protobuf:"varint,6,opt,name=pids_current,json=pidsCurrent,proto3" json:"pids_current,omitempty"`
 	PidsLimit        uint64                 `protobuf:"varint,7,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// memory_events are the counters of the container cgroup's
+	// memory.events; unset where the guest has no cgroup v2.
+	MemoryEvents  *MemoryEvents `protobuf:"bytes,8,opt,name=memory_events,json=memoryEvents,proto3" json:"memory_events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatsResponse) Reset() {
@@ -898,6 +901,169 @@ func (x *StatsResponse) GetPidsLimit() uint64 {
 	return 0
 }
 
+func (x *StatsResponse) GetMemoryEvents() *MemoryEvents {
+	if x != nil {
+		return x.MemoryEvents
+	}
+	return nil
+}
+
+type MemoryEvents struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Low           uint64                 `protobuf:"varint,1,opt,name=low,proto3" json:"low,omitempty"`
+	High          uint64                 `protobuf:"varint,2,opt,name=high,proto3" json:"high,omitempty"`
+	Max           uint64                 `protobuf:"varint,3,opt,name=max,proto3" json:"max,omitempty"`
+	Oom           uint64                 `protobuf:"varint,4,opt,name=oom,proto3" json:"oom,omitempty"`
+	OomKill       uint64                 `protobuf:"varint,5,opt,name=oom_kill,json=oomKill,proto3" json:"oom_kill,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemoryEvents) Reset() {
+	*x = MemoryEvents{}
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemoryEvents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemoryEvents) ProtoMessage() {}
+
+func (x *MemoryEvents) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemoryEvents.ProtoReflect.Descriptor instead.
+func (*MemoryEvents) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *MemoryEvents) GetLow() uint64 {
+	if x != nil {
+		return x.Low
+	}
+	return 0
+}
+
+func (x *MemoryEvents) GetHigh() uint64 {
+	if x != nil {
+		return x.High
+	}
+	return 0
+}
+
+func (x *MemoryEvents) GetMax() uint64 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *MemoryEvents) GetOom() uint64 {
+	if x != nil {
+		return x.Oom
+	}
+	return 0
+}
+
+func (x *MemoryEvents) GetOomKill() uint64 {
+	if x != nil {
+		return x.OomKill
+	}
+	return 0
+}
+
+type GetOOMEventRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOOMEventRequest) Reset() {
+	*x = GetOOMEventRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOOMEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOOMEventRequest) ProtoMessage() {}
+
+func (x *GetOOMEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOOMEventRequest.ProtoReflect.Descriptor instead.
+func (*GetOOMEventRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+}
+
+type OOMEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OOMEvent) Reset() {
+	*x = OOMEvent{}
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OOMEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OOMEvent) ProtoMessage() {}
+
+func (x *OOMEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OOMEvent.ProtoReflect.Descriptor instead.
+func (*OOMEvent) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *OOMEvent) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
 type UpdateContainerRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
@@ -909,7 +1075,7 @@ type UpdateContainerRequest struct {
 
 func (x *UpdateContainerRequest) Reset() {
 	*x = UpdateContainerRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1087,7 @@ func (x *UpdateContainerRequest) String() string {
 func (*UpdateContainerRequest) ProtoMessage() {}
 
 func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1100,7 @@ func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateContainerRequest.ProtoReflect.Descriptor instead.
 func (*UpdateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateContainerRequest) GetContainerId() string {
@@ -962,7 +1128,7 @@ type WriteStdinRequest struct {
 
 func (x *WriteStdinRequest) Reset() {
 	*x = WriteStdinRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1140,7 @@ func (x *WriteStdinRequest) String() string {
 func (*WriteStdinRequest) ProtoMessage() {}
 
 func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1153,7 @@ func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinRequest.ProtoReflect.Descriptor instead.
 func (*WriteStdinRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WriteStdinRequest) GetContainerId() string {
@@ -1020,7 +1186,7 @@ type WriteStdinResponse struct {
 
 func (x *WriteStdinResponse) Reset() {
 	*x = WriteStdinResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1198,7 @@ func (x *WriteStdinResponse) String() string {
 func (*WriteStdinResponse) ProtoMessage() {}
 
 func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1211,7 @@ func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinResponse.ProtoReflect.Descriptor instead.
 func (*WriteStdinResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WriteStdinResponse) GetLen() uint32 {
@@ -1067,7 +1233,7 @@ type ReadOutputRequest struct {
 
 func (x *ReadOutputRequest) Reset() {
 	*x = ReadOutputRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1245,7 @@ func (x *ReadOutputRequest) String() string {
 func (*ReadOutputRequest) ProtoMessage() {}
 
 func (x *ReadOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1258,7 @@ func (x *ReadOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadOutputRequest.ProtoReflect.Descriptor instead.
 func (*ReadOutputRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReadOutputRequest) GetContainerId() string {
@@ -1126,7 +1292,7 @@ type ReadOutputResponse struct {
 
 func (x *ReadOutputResponse) Reset() {
 	*x = ReadOutputResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1304,7 @@ func (x *ReadOutputResponse) String() string {
 func (*ReadOutputResponse) ProtoMessage() {}
 
 func (x *ReadOutputResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1317,7 @@ func (x *ReadOutputResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadOutputResponse.ProtoReflect.Descriptor instead.
 func (*ReadOutputResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReadOutputResponse) GetData() []byte {
@@ -1180,7 +1346,7 @@ type ResizePtyRequest struct {
 
 func (x *ResizePtyRequest) Reset() {
 	*x = ResizePtyRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1358,7 @@ func (x *ResizePtyRequest) String() string {
 func (*ResizePtyRequest) ProtoMessage() {}
 
 func (x *ResizePtyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1371,7 @@ func (x *ResizePtyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizePtyRequest.ProtoReflect.Descriptor instead.
 func (*ResizePtyRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ResizePtyRequest) GetContainerId() string {
@@ -1248,7 +1414,7 @@ type RestoredRequest struct {
 
 func (x *RestoredRequest) Reset() {
 	*x = RestoredRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1426,7 @@ func (x *RestoredRequest) String() string {
 func (*RestoredRequest) ProtoMessage() {}
 
 func (x *RestoredRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1439,7 @@ func (x *RestoredRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoredRequest.ProtoReflect.Descriptor instead.
 func (*RestoredRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RestoredRequest) GetEntropy() []byte {
@@ -1304,7 +1470,7 @@ type Interface struct {
 
 func (x *Interface) Reset() {
 	*x = Interface{}
-	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +1482,7 @@ func (x *Interface) String() string {
 func (*Interface) ProtoMessage() {}
 
 func (x *Interface) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +1495,7 @@ func (x *Interface) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interface.ProtoReflect.Descriptor instead.
 func (*Interface) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Interface) GetMac() string {
@@ -1373,7 +1539,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1551,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1564,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Route) GetDestination() string {
@@ -1432,7 +1598,7 @@ type ConfigureNetworkRequest struct {
 
 func (x *ConfigureNetworkRequest) Reset() {
 	*x = ConfigureNetworkRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1610,7 @@ func (x *ConfigureNetworkRequest) String() string {
 func (*ConfigureNetworkRequest) ProtoMessage() {}
 
 func (x *ConfigureNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1623,7 @@ func (x *ConfigureNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureNetworkRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ConfigureNetworkRequest) GetInterfaces() []*Interface {
@@ -1486,7 +1652,7 @@ type ConfigureSandboxRequest struct {
 
 func (x *ConfigureSandboxRequest) Reset() {
 	*x = ConfigureSandboxRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1664,7 @@ func (x *ConfigureSandboxRequest) String() string {
 func (*ConfigureSandboxRequest) ProtoMessage() {}
 
 func (x *ConfigureSandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1677,7 @@ func (x *ConfigureSandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureSandboxRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureSandboxRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ConfigureSandboxRequest) GetHostname() string {
@@ -1580,7 +1746,7 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x06signal\x18\x03 \x01(\rR\x06signal\x12\x10\n" +
 	"\x03all\x18\x04 \x01(\bR\x03all\"&\n" +
 	"\x10ListPidsResponse\x12\x12\n" +
-	"\x04pids\x18\x01 \x03(\rR\x04pids\"\x93\x02\n" +
+	"\x04pids\x18\x01 \x03(\rR\x04pids\"\xd4\x02\n" +
 	"\rStatsResponse\x12 \n" +
 	"\fcpu_usage_ns\x18\x01 \x01(\x04R\n" +
 	"cpuUsageNs\x12\x1e\n" +
@@ -1590,7 +1756,17 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x12memory_limit_bytes\x18\x05 \x01(\x04R\x10memoryLimitBytes\x12!\n" +
 	"\fpids_current\x18\x06 \x01(\x04R\vpidsCurrent\x12\x1d\n" +
 	"\n" +
-	"pids_limit\x18\a \x01(\x04R\tpidsLimit\"Y\n" +
+	"pids_limit\x18\a \x01(\x04R\tpidsLimit\x12?\n" +
+	"\rmemory_events\x18\b \x01(\v2\x1a.scc.agent.v1.MemoryEventsR\fmemoryEvents\"s\n" +
+	"\fMemoryEvents\x12\x10\n" +
+	"\x03low\x18\x01 \x01(\x04R\x03low\x12\x12\n" +
+	"\x04high\x18\x02 \x01(\x04R\x04high\x12\x10\n" +
+	"\x03max\x18\x03 \x01(\x04R\x03max\x12\x10\n" +
+	"\x03oom\x18\x04 \x01(\x04R\x03oom\x12\x19\n" +
+	"\boom_kill\x18\x05 \x01(\x04R\aoomKill\"\x14\n" +
+	"\x12GetOOMEventRequest\"-\n" +
+	"\bOOMEvent\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"Y\n" +
 	"\x16UpdateContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1c\n" +
 	"\tresources\x18\x02 \x01(\fR\tresources\"c\n" +
@@ -1634,7 +1810,7 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\asysctls\x18\x02 \x03(\v22.scc.agent.v1.ConfigureSandboxRequest.SysctlsEntryR\asysctls\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xd2\f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x9b\r\n" +
 	"\x05Agent\x12=\n" +
 	"\x04Ping\x12\x19.scc.agent.v1.PingRequest\x1a\x1a.scc.agent.v1.PingResponse\x12O\n" +
 	"\x0fCreateContainer\x12$.scc.agent.v1.CreateContainerRequest\x1a\x16.google.protobuf.Empty\x12R\n" +
@@ -1648,7 +1824,8 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x0fResumeContainer\x12\x1e.scc.agent.v1.ContainerRequest\x1a\x16.google.protobuf.Empty\x12J\n" +
 	"\bListPids\x12\x1e.scc.agent.v1.ContainerRequest\x1a\x1e.scc.agent.v1.ListPidsResponse\x12M\n" +
 	"\x0eStatsContainer\x12\x1e.scc.agent.v1.ContainerRequest\x1a\x1b.scc.agent.v1.StatsResponse\x12O\n" +
-	"\x0fUpdateContainer\x12$.scc.agent.v1.UpdateContainerRequest\x1a\x16.google.protobuf.Empty\x12O\n" +
+	"\x0fUpdateContainer\x12$.scc.agent.v1.UpdateContainerRequest\x1a\x16.google.protobuf.Empty\x12G\n" +
+	"\vGetOOMEvent\x12 .scc.agent.v1.GetOOMEventRequest\x1a\x16.scc.agent.v1.OOMEvent\x12O\n" +
 	"\n" +
 	"WriteStdin\x12\x1f.scc.agent.v1.WriteStdinRequest\x1a .scc.agent.v1.WriteStdinResponse\x12B\n" +
 	"\n" +
@@ -1674,7 +1851,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(*PingRequest)(nil),             // 0: scc.agent.v1.PingRequest
 	(*PingResponse)(nil),            // 1: scc.agent.v1.PingResponse
@@ -1691,77 +1868,83 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*SignalProcessRequest)(nil),    // 12: scc.agent.v1.SignalProcessRequest
 	(*ListPidsResponse)(nil),        // 13: scc.agent.v1.ListPidsResponse
 	(*StatsResponse)(nil),           // 14: scc.agent.v1.StatsResponse
-	(*UpdateContainerRequest)(nil),  // 15: scc.agent.v1.UpdateContainerRequest
-	(*WriteStdinRequest)(nil),       // 16: scc.agent.v1.WriteStdinRequest
-	(*WriteStdinResponse)(nil),      // 17: scc.agent.v1.WriteStdinResponse
-	(*ReadOutputRequest)(nil),       // 18: scc.agent.v1.ReadOutputRequest
-	(*ReadOutputResponse)(nil),      // 19: scc.agent.v1.ReadOutputResponse
-	(*ResizePtyRequest)(nil),        // 20: scc.agent.v1.ResizePtyRequest
-	(*RestoredRequest)(nil),         // 21: scc.agent.v1.RestoredRequest
-	(*Interface)(nil),               // 22: scc.agent.v1.Interface
-	(*Route)(nil),                   // 23: scc.agent.v1.Route
-	(*ConfigureNetworkRequest)(nil), // 24: scc.agent.v1.ConfigureNetworkRequest
-	(*ConfigureSandboxRequest)(nil), // 25: scc.agent.v1.ConfigureSandboxRequest
-	nil,                             // 26: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
-	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),           // 28: google.protobuf.Empty
+	(*MemoryEvents)(nil),            // 15: scc.agent.v1.MemoryEvents
+	(*GetOOMEventRequest)(nil),      // 16: scc.agent.v1.GetOOMEventRequest
+	(*OOMEvent)(nil),                // 17: scc.agent.v1.OOMEvent
+	(*UpdateContainerRequest)(nil),  // 18: scc.agent.v1.UpdateContainerRequest
+	(*WriteStdinRequest)(nil),       // 19: scc.agent.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil),      // 20: scc.agent.v1.WriteStdinResponse
+	(*ReadOutputRequest)(nil),       // 21: scc.agent.v1.ReadOutputRequest
+	(*ReadOutputResponse)(nil),      // 22: scc.agent.v1.ReadOutputResponse
+	(*ResizePtyRequest)(nil),        // 23: scc.agent.v1.ResizePtyRequest
+	(*RestoredRequest)(nil),         // 24: scc.agent.v1.RestoredRequest
+	(*Interface)(nil),               // 25: scc.agent.v1.Interface
+	(*Route)(nil),                   // 26: scc.agent.v1.Route
+	(*ConfigureNetworkRequest)(nil), // 27: scc.agent.v1.ConfigureNetworkRequest
+	(*ConfigureSandboxRequest)(nil), // 28: scc.agent.v1.ConfigureSandboxRequest
+	nil,                             // 29: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),           // 31: google.protobuf.Empty
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: scc.agent.v1.CreateContainerRequest.rootfs:type_name -> scc.agent.v1.Mount
 	4,  // 1: scc.agent.v1.CreateContainerRequest.stdio:type_name -> scc.agent.v1.StdioConfig
 	4,  // 2: scc.agent.v1.ExecProcessRequest.stdio:type_name -> scc.agent.v1.StdioConfig
-	27, // 3: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
-	27, // 4: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
-	22, // 5: scc.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> scc.agent.v1.Interface
-	23, // 6: scc.agent.v1.ConfigureNetworkRequest.routes:type_name -> scc.agent.v1.Route
-	26, // 7: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
-	0,  // 8: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
-	3,  // 9: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
-	5,  // 10: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
-	7,  // 11: scc.agent.v1.Agent.ExecProcess:input_type -> scc.agent.v1.ExecProcessRequest
-	10, // 12: scc.agent.v1.Agent.WaitProcess:input_type -> scc.agent.v1.WaitProcessRequest
-	12, // 13: scc.agent.v1.Agent.SignalProcess:input_type -> scc.agent.v1.SignalProcessRequest
-	8,  // 14: scc.agent.v1.Agent.DeleteProcess:input_type -> scc.agent.v1.ProcessRequest
-	9,  // 15: scc.agent.v1.Agent.DeleteContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 16: scc.agent.v1.Agent.PauseContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 17: scc.agent.v1.Agent.ResumeContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 18: scc.agent.v1.Agent.ListPids:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 19: scc.agent.v1.Agent.StatsContainer:input_type -> scc.agent.v1.ContainerRequest
-	15, // 20: scc.agent.v1.Agent.UpdateContainer:input_type -> scc.agent.v1.UpdateContainerRequest
-	16, // 21: scc.agent.v1.Agent.WriteStdin:input_type -> scc.agent.v1.WriteStdinRequest
-	8,  // 22: scc.agent.v1.Agent.CloseStdin:input_type -> scc.agent.v1.ProcessRequest
-	18, // 23: scc.agent.v1.Agent.ReadStdout:input_type -> scc.agent.v1.ReadOutputRequest
-	18, // 24: scc.agent.v1.Agent.ReadStderr:input_type -> scc.agent.v1.ReadOutputRequest
-	20, // 25: scc.agent.v1.Agent.ResizePty:input_type -> scc.agent.v1.ResizePtyRequest
-	21, // 26: scc.agent.v1.Agent.Restored:input_type -> scc.agent.v1.RestoredRequest
-	24, // 27: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
-	25, // 28: scc.agent.v1.Agent.ConfigureSandbox:input_type -> scc.agent.v1.ConfigureSandboxRequest
-	1,  // 29: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
-	28, // 30: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
-	6,  // 31: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
-	6,  // 32: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
-	11, // 33: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
-	28, // 34: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
-	28, // 35: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
-	28, // 36: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
-	28, // 37: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
-	28, // 38: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
-	13, // 39: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
-	14, // 40: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
-	28, // 41: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
-	17, // 42: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
-	28, // 43: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
-	19, // 44: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
-	19, // 45: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
-	28, // 46: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
-	28, // 47: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
-	28, // 48: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
-	28, // 49: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
-	29, // [29:50] is the sub-list for method output_type
-	8,  // [8:29] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	30, // 3: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
+	15, // 4: scc.agent.v1.StatsResponse.memory_events:type_name -> scc.agent.v1.MemoryEvents
+	30, // 5: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
+	25, // 6: scc.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> scc.agent.v1.Interface
+	26, // 7: scc.agent.v1.ConfigureNetworkRequest.routes:type_name -> scc.agent.v1.Route
+	29, // 8: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	0,  // 9: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
+	3,  // 10: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
+	5,  // 11: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
+	7,  // 12: scc.agent.v1.Agent.ExecProcess:input_type -> scc.agent.v1.ExecProcessRequest
+	10, // 13: scc.agent.v1.Agent.WaitProcess:input_type -> scc.agent.v1.WaitProcessRequest
+	12, // 14: scc.agent.v1.Agent.SignalProcess:input_type -> scc.agent.v1.SignalProcessRequest
+	8,  // 15: scc.agent.v1.Agent.DeleteProcess:input_type -> scc.agent.v1.ProcessRequest
+	9,  // 16: scc.agent.v1.Agent.DeleteContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 17: scc.agent.v1.Agent.PauseContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 18: scc.agent.v1.Agent.ResumeContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 19: scc.agent.v1.Agent.ListPids:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 20: scc.agent.v1.Agent.StatsContainer:input_type -> scc.agent.v1.ContainerRequest
+	18, // 21: scc.agent.v1.Agent.UpdateContainer:input_type -> scc.agent.v1.UpdateContainerRequest
+	16, // 22: scc.agent.v1.Agent.GetOOMEvent:input_type -> scc.agent.v1.GetOOMEventRequest
+	19, // 23: scc.agent.v1.Agent.WriteStdin:input_type -> scc.agent.v1.WriteStdinRequest
+	8,  // 24: scc.agent.v1.Agent.CloseStdin:input_type -> scc.agent.v1.ProcessRequest
+	21, // 25: scc.agent.v1.Agent.ReadStdout:input_type -> scc.agent.v1.ReadOutputRequest
+	21, // 26: scc.agent.v1.Agent.ReadStderr:input_type -> scc.agent.v1.ReadOutputRequest
+	23, // 27: scc.agent.v1.Agent.ResizePty:input_type -> scc.agent.v1.ResizePtyRequest
+	24, // 28: scc.agent.v1.Agent.Restored:input_type -> scc.agent.v1.RestoredRequest
+	27, // 29: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
+	28, // 30: scc.agent.v1.Agent.ConfigureSandbox:input_type -> scc.agent.v1.ConfigureSandboxRequest
+	1,  // 31: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
+	31, // 32: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
+	6,  // 33: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
+	6,  // 34: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
+	11, // 35: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
+	31, // 36: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
+	31, // 37: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
+	31, // 38: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
+	31, // 39: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
+	31, // 40: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
+	13, // 41: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
+	14, // 42: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
+	31, // 43: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
+	17, // 44: scc.agent.v1.Agent.GetOOMEvent:output_type -> scc.agent.v1.OOMEvent
+	20, // 45: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
+	31, // 46: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
+	22, // 47: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
+	22, // 48: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
+	31, // 49: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
+	31, // 50: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
+	31, // 51: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
+	31, // 52: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
+	31, // [31:53] is the sub-list for method output_type
+	9,  // [9:31] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -1775,7 +1958,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ type AgentService interface {
 	ListPids(context.Context, *ContainerRequest) (*ListPidsResponse, error)
 	StatsContainer(context.Context, *ContainerRequest) (*StatsResponse, error)
 	UpdateContainer(context.Context, *UpdateContainerRequest) (*emptypb.Empty, error)
+	GetOOMEvent(context.Context, *GetOOMEventRequest) (*OOMEvent, error)
 	WriteStdin(context.Context, *WriteStdinRequest) (*WriteStdinResponse, error)
 	CloseStdin(context.Context, *ProcessRequest) (*emptypb.Empty, error)
 	ReadStdout(context.Context, *ReadOutputRequest) (*ReadOutputResponse, error)
@@ -125,6 +126,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.UpdateContainer(ctx, &req)
+			},
+			"GetOOMEvent": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req GetOOMEventRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.GetOOMEvent(ctx, &req)
 			},
 			"WriteStdin": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req WriteStdinRequest
@@ -295,6 +303,14 @@ func (c *agentClient) StatsContainer(ctx context.Context, req *ContainerRequest)
 func (c *agentClient) UpdateContainer(ctx context.Context, req *UpdateContainerRequest) (*emptypb.Empty, error) {
 	var resp emptypb.Empty
 	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "UpdateContainer", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) GetOOMEvent(ctx context.Context, req *GetOOMEventRequest) (*OOMEvent, error) {
+	var resp OOMEvent
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "GetOOMEvent", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
