@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/containerd/typeurl/v2"
 )
 
 // RuntimeName is the runtime type containerd knows scc by.
@@ -157,11 +158,16 @@ func (Manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	return st, nil
 }
 
-// Info reports the runtime's name and version.
+// Info reports the runtime's name, version and OCI features.
 func (Manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeInfo, error) {
+	f, err := typeurl.MarshalAnyToProto(ociFeatures())
+	if err != nil {
+		return nil, fmt.Errorf("encode features: %w", err)
+	}
 	return &types.RuntimeInfo{
-		Name:    RuntimeName,
-		Version: &types.RuntimeVersion{Version: Version},
+		Name:     RuntimeName,
+		Version:  &types.RuntimeVersion{Version: Version},
+		Features: f,
 	}, nil
 }
 

@@ -33,6 +33,7 @@ type sandbox struct {
 	tpm    *swtpm.Swtpm // the VM's vTPM, if any
 	client *ttrpc.Client
 	agent  agent.AgentService
+	ports  *portForwarder // a pod's port forwarding, if any
 }
 
 // ensureSandbox returns the shim's sandbox, booting its VM on first use.
@@ -58,13 +59,16 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec
 	if err := applyAnnotations(&cfg, AnnotationPolicy{Enable: cfg.EnableAnnotations}, spec.Annotations); err != nil {
 		return nil, err
 	}
-	var pn *podNetwork
+	var (
+		pn     *podNetwork
+		nsPath string
+	)
 	if isPodSandbox(spec) {
 		vcpus, mem := podResources(spec)
 		cfg.VM.VCPUs += vcpus
 		cfg.VM.MemoryMiB += mem
-		if path := netnsPath(spec); path != "" {
-			if pn, err = setupPodNetwork(path); err != nil {
+		if nsPath = netnsPath(spec); nsPath != "" {
+			if pn, err = setupPodNetwork(nsPath); err != nil {
 				return nil, fmt.Errorf("pod network: %w", err)
 			}
 			// QEMU holds the taps once started; the shim's copies go.
@@ -74,6 +78,11 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec
 	sb, err = startSandbox(ctx, cfg, configPath, id, pn)
 	if err != nil {
 		return nil, err
+	}
+	if pn != nil {
+		if sb.ports, err = startPortForward(s.ctx, nsPath, sb.agent); err != nil {
+			log.G(ctx).WithError(err).Warn("no port forwarding for the pod")
+		}
 	}
 	s.mu.Lock()
 	s.sandbox = sb
@@ -268,6 +277,8 @@ func (sb *sandbox) stop(ctx context.Context) error {
 
 // stopVM closes the agent connection and stops the VM, if any.
 func (sb *sandbox) stopVM(ctx context.Context) error {
+	sb.ports.close()
+	sb.ports = nil
 	if sb.client != nil {
 		sb.client.Close()
 		sb.client, sb.agent = nil, nil

@@ -3,11 +3,14 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // criPod is a pod on the node's network run through CRI with the scc
@@ -176,4 +179,84 @@ func TestCRIPodContainerExits(t *testing.T) {
 	}
 	c.run(t, ctx, "stop", "--timeout", "2", long)
 	c.run(t, ctx, "rm", long)
+}
+
+// exec runs a command in a container and returns its combined output and
+// whether it succeeded.
+func (c *criEnv) exec(t *testing.T, ctx context.Context, id string, cmd ...string) (string, bool) {
+	t.Helper()
+	ep := "unix://" + c.d.Address()
+	args := append([]string{"--runtime-endpoint", ep, "exec", id}, cmd...)
+	out, err := exec.CommandContext(ctx, c.crictl, args...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err == nil
+}
+
+// TestCRIReadOnlyMounts mounts a host directory holding a tmpfs read-only
+// into a pod container, once plainly and once recursively read-only
+// ("rro", which containerd allows only for handlers whose features list
+// it). As with runc, the plain mount leaves the tmpfs writable, and the
+// recursive one makes it read-only too.
+func TestCRIReadOnlyMounts(t *testing.T) {
+	requireEnv(t)
+	ctx := testContext(t)
+	c := startCRI(t, ctx)
+
+	var info struct {
+		RuntimeHandlers []struct {
+			Name     string `json:"name"`
+			Features struct {
+				RecursiveReadOnlyMounts bool `json:"recursive_read_only_mounts"`
+			} `json:"features"`
+		} `json:"runtimeHandlers"`
+	}
+	if err := json.Unmarshal([]byte(c.run(t, ctx, "info", "-o", "json")), &info); err != nil {
+		t.Fatal(err)
+	}
+	rro := false
+	for _, h := range info.RuntimeHandlers {
+		if h.Name == "scc" {
+			rro = h.Features.RecursiveReadOnlyMounts
+		}
+	}
+	if !rro {
+		t.Errorf("containerd does not see recursive read-only mounts among scc's features: %+v", info.RuntimeHandlers)
+	}
+
+	host := t.TempDir()
+	tmpfs := filepath.Join(host, "tmpfs")
+	if err := os.Mkdir(tmpfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("none", tmpfs, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(tmpfs, unix.MNT_DETACH) })
+
+	pod := runPod(t, ctx, c, "romounts")
+	mounts := []map[string]any{{"container_path": "/ro", "host_path": host, "readonly": true}}
+	if rro {
+		mounts = append(mounts, map[string]any{"container_path": "/rro", "host_path": host, "readonly": true, "recursive_read_only": true})
+	}
+	ctr := pod.create(t, ctx, "ro", map[string]any{"command": []string{"sleep", "1000"}, "mounts": mounts})
+	c.run(t, ctx, "start", ctr)
+
+	if out, ok := c.exec(t, ctx, ctr, "touch", "/ro/file"); ok {
+		t.Error("wrote to the read-only mount")
+	} else if !strings.Contains(out, "Read-only file system") {
+		t.Errorf("touch /ro/file: %s", out)
+	}
+	if out, ok := c.exec(t, ctx, ctr, "touch", "/ro/tmpfs/file"); !ok {
+		t.Errorf("the tmpfs below a non-recursive read-only mount is not writable: %s", out)
+	} else if _, err := os.Stat(filepath.Join(tmpfs, "file")); err != nil {
+		t.Errorf("the file written to the tmpfs is not on the host's tmpfs: %v", err)
+	}
+	if rro {
+		if out, ok := c.exec(t, ctx, ctr, "touch", "/rro/tmpfs/other"); ok {
+			t.Error("wrote below a recursively read-only mount")
+		} else if !strings.Contains(out, "Read-only file system") {
+			t.Errorf("touch /rro/tmpfs/other: %s", out)
+		}
+	}
+	c.run(t, ctx, "stop", "--timeout", "2", ctr)
+	c.run(t, ctx, "rm", ctr)
 }

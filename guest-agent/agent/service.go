@@ -81,7 +81,8 @@ type Service struct {
 	sharedMu sync.Mutex
 	shared   bool // the shared directory is mounted, guarded by sharedMu
 
-	oom *oomEvents // OOM kills not yet collected by the host
+	oom   *oomEvents // OOM kills not yet collected by the host
+	ports ports      // connections forwarded to the host
 
 	mu         sync.Mutex
 	containers map[string]*container // by id, guarded by mu
@@ -112,6 +113,7 @@ func New(opts Options) *Service {
 		containers: make(map[string]*container),
 		reserved:   make(map[string]struct{}),
 		oom:        newOOMEvents(),
+		ports:      ports{conns: make(map[uint64]*portConn)},
 	}
 }
 

@@ -1694,6 +1694,251 @@ func (x *ConfigureSandboxRequest) GetSysctls() map[string]string {
 	return nil
 }
 
+type DialPortRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Port          uint32                 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialPortRequest) Reset() {
+	*x = DialPortRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialPortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialPortRequest) ProtoMessage() {}
+
+func (x *DialPortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialPortRequest.ProtoReflect.Descriptor instead.
+func (*DialPortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DialPortRequest) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+type DialPortResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialPortResponse) Reset() {
+	*x = DialPortResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialPortResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialPortResponse) ProtoMessage() {}
+
+func (x *DialPortResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialPortResponse.ProtoReflect.Descriptor instead.
+func (*DialPortResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DialPortResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type WritePortRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	CloseWrite    bool                   `protobuf:"varint,3,opt,name=close_write,json=closeWrite,proto3" json:"close_write,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WritePortRequest) Reset() {
+	*x = WritePortRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WritePortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WritePortRequest) ProtoMessage() {}
+
+func (x *WritePortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WritePortRequest.ProtoReflect.Descriptor instead.
+func (*WritePortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *WritePortRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *WritePortRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *WritePortRequest) GetCloseWrite() bool {
+	if x != nil {
+		return x.CloseWrite
+	}
+	return false
+}
+
+type ReadPortRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// len is the most bytes to return.
+	Len           uint32 `protobuf:"varint,2,opt,name=len,proto3" json:"len,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadPortRequest) Reset() {
+	*x = ReadPortRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadPortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadPortRequest) ProtoMessage() {}
+
+func (x *ReadPortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadPortRequest.ProtoReflect.Descriptor instead.
+func (*ReadPortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ReadPortRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ReadPortRequest) GetLen() uint32 {
+	if x != nil {
+		return x.Len
+	}
+	return 0
+}
+
+type ClosePortRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClosePortRequest) Reset() {
+	*x = ClosePortRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClosePortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClosePortRequest) ProtoMessage() {}
+
+func (x *ClosePortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClosePortRequest.ProtoReflect.Descriptor instead.
+func (*ClosePortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ClosePortRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
 var File_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_agent_v1_agent_proto_rawDesc = "" +
@@ -1810,7 +2055,21 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\asysctls\x18\x02 \x03(\v22.scc.agent.v1.ConfigureSandboxRequest.SysctlsEntryR\asysctls\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x9b\r\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"%\n" +
+	"\x0fDialPortRequest\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\"\"\n" +
+	"\x10DialPortResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"W\n" +
+	"\x10WritePortRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x1f\n" +
+	"\vclose_write\x18\x03 \x01(\bR\n" +
+	"closeWrite\"3\n" +
+	"\x0fReadPortRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
+	"\x03len\x18\x02 \x01(\rR\x03len\"\"\n" +
+	"\x10ClosePortRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id2\xc7\x0f\n" +
 	"\x05Agent\x12=\n" +
 	"\x04Ping\x12\x19.scc.agent.v1.PingRequest\x1a\x1a.scc.agent.v1.PingResponse\x12O\n" +
 	"\x0fCreateContainer\x12$.scc.agent.v1.CreateContainerRequest\x1a\x16.google.protobuf.Empty\x12R\n" +
@@ -1837,7 +2096,11 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\tResizePty\x12\x1e.scc.agent.v1.ResizePtyRequest\x1a\x16.google.protobuf.Empty\x12A\n" +
 	"\bRestored\x12\x1d.scc.agent.v1.RestoredRequest\x1a\x16.google.protobuf.Empty\x12Q\n" +
 	"\x10ConfigureNetwork\x12%.scc.agent.v1.ConfigureNetworkRequest\x1a\x16.google.protobuf.Empty\x12Q\n" +
-	"\x10ConfigureSandbox\x12%.scc.agent.v1.ConfigureSandboxRequest\x1a\x16.google.protobuf.EmptyB0Z.github.com/sccontainers/scc/api/agent/v1;agentb\x06proto3"
+	"\x10ConfigureSandbox\x12%.scc.agent.v1.ConfigureSandboxRequest\x1a\x16.google.protobuf.Empty\x12I\n" +
+	"\bDialPort\x12\x1d.scc.agent.v1.DialPortRequest\x1a\x1e.scc.agent.v1.DialPortResponse\x12M\n" +
+	"\tWritePort\x12\x1e.scc.agent.v1.WritePortRequest\x1a .scc.agent.v1.WriteStdinResponse\x12K\n" +
+	"\bReadPort\x12\x1d.scc.agent.v1.ReadPortRequest\x1a .scc.agent.v1.ReadOutputResponse\x12C\n" +
+	"\tClosePort\x12\x1e.scc.agent.v1.ClosePortRequest\x1a\x16.google.protobuf.EmptyB0Z.github.com/sccontainers/scc/api/agent/v1;agentb\x06proto3"
 
 var (
 	file_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -1851,7 +2114,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(*PingRequest)(nil),             // 0: scc.agent.v1.PingRequest
 	(*PingResponse)(nil),            // 1: scc.agent.v1.PingResponse
@@ -1882,20 +2145,25 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*Route)(nil),                   // 26: scc.agent.v1.Route
 	(*ConfigureNetworkRequest)(nil), // 27: scc.agent.v1.ConfigureNetworkRequest
 	(*ConfigureSandboxRequest)(nil), // 28: scc.agent.v1.ConfigureSandboxRequest
-	nil,                             // 29: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
-	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),           // 31: google.protobuf.Empty
+	(*DialPortRequest)(nil),         // 29: scc.agent.v1.DialPortRequest
+	(*DialPortResponse)(nil),        // 30: scc.agent.v1.DialPortResponse
+	(*WritePortRequest)(nil),        // 31: scc.agent.v1.WritePortRequest
+	(*ReadPortRequest)(nil),         // 32: scc.agent.v1.ReadPortRequest
+	(*ClosePortRequest)(nil),        // 33: scc.agent.v1.ClosePortRequest
+	nil,                             // 34: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	(*timestamppb.Timestamp)(nil),   // 35: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),           // 36: google.protobuf.Empty
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: scc.agent.v1.CreateContainerRequest.rootfs:type_name -> scc.agent.v1.Mount
 	4,  // 1: scc.agent.v1.CreateContainerRequest.stdio:type_name -> scc.agent.v1.StdioConfig
 	4,  // 2: scc.agent.v1.ExecProcessRequest.stdio:type_name -> scc.agent.v1.StdioConfig
-	30, // 3: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
+	35, // 3: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
 	15, // 4: scc.agent.v1.StatsResponse.memory_events:type_name -> scc.agent.v1.MemoryEvents
-	30, // 5: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
+	35, // 5: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
 	25, // 6: scc.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> scc.agent.v1.Interface
 	26, // 7: scc.agent.v1.ConfigureNetworkRequest.routes:type_name -> scc.agent.v1.Route
-	29, // 8: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	34, // 8: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
 	0,  // 9: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
 	3,  // 10: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
 	5,  // 11: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
@@ -1918,30 +2186,38 @@ var file_agent_v1_agent_proto_depIdxs = []int32{
 	24, // 28: scc.agent.v1.Agent.Restored:input_type -> scc.agent.v1.RestoredRequest
 	27, // 29: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
 	28, // 30: scc.agent.v1.Agent.ConfigureSandbox:input_type -> scc.agent.v1.ConfigureSandboxRequest
-	1,  // 31: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
-	31, // 32: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
-	6,  // 33: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
-	6,  // 34: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
-	11, // 35: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
-	31, // 36: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
-	31, // 37: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
-	31, // 38: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
-	31, // 39: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
-	31, // 40: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
-	13, // 41: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
-	14, // 42: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
-	31, // 43: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
-	17, // 44: scc.agent.v1.Agent.GetOOMEvent:output_type -> scc.agent.v1.OOMEvent
-	20, // 45: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
-	31, // 46: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
-	22, // 47: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
-	22, // 48: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
-	31, // 49: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
-	31, // 50: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
-	31, // 51: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
-	31, // 52: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
-	31, // [31:53] is the sub-list for method output_type
-	9,  // [9:31] is the sub-list for method input_type
+	29, // 31: scc.agent.v1.Agent.DialPort:input_type -> scc.agent.v1.DialPortRequest
+	31, // 32: scc.agent.v1.Agent.WritePort:input_type -> scc.agent.v1.WritePortRequest
+	32, // 33: scc.agent.v1.Agent.ReadPort:input_type -> scc.agent.v1.ReadPortRequest
+	33, // 34: scc.agent.v1.Agent.ClosePort:input_type -> scc.agent.v1.ClosePortRequest
+	1,  // 35: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
+	36, // 36: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
+	6,  // 37: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
+	6,  // 38: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
+	11, // 39: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
+	36, // 40: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
+	36, // 41: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
+	36, // 42: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
+	36, // 43: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
+	36, // 44: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
+	13, // 45: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
+	14, // 46: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
+	36, // 47: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
+	17, // 48: scc.agent.v1.Agent.GetOOMEvent:output_type -> scc.agent.v1.OOMEvent
+	20, // 49: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
+	36, // 50: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
+	22, // 51: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
+	22, // 52: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
+	36, // 53: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
+	36, // 54: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
+	36, // 55: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
+	36, // 56: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
+	30, // 57: scc.agent.v1.Agent.DialPort:output_type -> scc.agent.v1.DialPortResponse
+	20, // 58: scc.agent.v1.Agent.WritePort:output_type -> scc.agent.v1.WriteStdinResponse
+	22, // 59: scc.agent.v1.Agent.ReadPort:output_type -> scc.agent.v1.ReadOutputResponse
+	36, // 60: scc.agent.v1.Agent.ClosePort:output_type -> google.protobuf.Empty
+	35, // [35:61] is the sub-list for method output_type
+	9,  // [9:35] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -1958,7 +2234,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,10 @@ type AgentService interface {
 	Restored(context.Context, *RestoredRequest) (*emptypb.Empty, error)
 	ConfigureNetwork(context.Context, *ConfigureNetworkRequest) (*emptypb.Empty, error)
 	ConfigureSandbox(context.Context, *ConfigureSandboxRequest) (*emptypb.Empty, error)
+	DialPort(context.Context, *DialPortRequest) (*DialPortResponse, error)
+	WritePort(context.Context, *WritePortRequest) (*WriteStdinResponse, error)
+	ReadPort(context.Context, *ReadPortRequest) (*ReadOutputResponse, error)
+	ClosePort(context.Context, *ClosePortRequest) (*emptypb.Empty, error)
 }
 
 func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
@@ -189,6 +193,34 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.ConfigureSandbox(ctx, &req)
+			},
+			"DialPort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req DialPortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.DialPort(ctx, &req)
+			},
+			"WritePort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req WritePortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.WritePort(ctx, &req)
+			},
+			"ReadPort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ReadPortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ReadPort(ctx, &req)
+			},
+			"ClosePort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ClosePortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ClosePort(ctx, &req)
 			},
 		},
 	})
@@ -375,6 +407,38 @@ func (c *agentClient) ConfigureNetwork(ctx context.Context, req *ConfigureNetwor
 func (c *agentClient) ConfigureSandbox(ctx context.Context, req *ConfigureSandboxRequest) (*emptypb.Empty, error) {
 	var resp emptypb.Empty
 	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "ConfigureSandbox", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) DialPort(ctx context.Context, req *DialPortRequest) (*DialPortResponse, error) {
+	var resp DialPortResponse
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "DialPort", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) WritePort(ctx context.Context, req *WritePortRequest) (*WriteStdinResponse, error) {
+	var resp WriteStdinResponse
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "WritePort", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ReadPort(ctx context.Context, req *ReadPortRequest) (*ReadOutputResponse, error) {
+	var resp ReadOutputResponse
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "ReadPort", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ClosePort(ctx context.Context, req *ClosePortRequest) (*emptypb.Empty, error) {
+	var resp emptypb.Empty
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "ClosePort", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
