@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // criPod is a pod on the node's network run through CRI with the scc
@@ -259,4 +263,39 @@ func TestCRIReadOnlyMounts(t *testing.T) {
 	}
 	c.run(t, ctx, "stop", "--timeout", "2", ctr)
 	c.run(t, ctx, "rm", ctr)
+}
+
+// TestCRIStopRightAfterStart stops containers within a millisecond of
+// their start, as critest and kubelet may, through the CRI API itself:
+// crictl would leave the program time to start. Each container runs top
+// as the init of its own PID namespace, which the kernel spares signals it
+// has no handler for yet; the SIGTERM must still reach top (exit 143),
+// not wait out the stop timeout for a SIGKILL (137).
+func TestCRIStopRightAfterStart(t *testing.T) {
+	requireEnv(t)
+	ctx := testContext(t)
+	c := startCRI(t, ctx)
+	pod := runPod(t, ctx, c, "stopstart")
+	conn, err := grpc.NewClient("unix://"+c.d.Address(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rc := runtime.NewRuntimeServiceClient(conn)
+	for i := range 3 {
+		id := pod.create(t, ctx, fmt.Sprintf("top%d", i), map[string]any{
+			"command": []string{"top"},
+			"linux":   map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}}},
+		})
+		if _, err := rc.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: id}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rc.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: id, Timeout: 20}); err != nil {
+			t.Fatal(err)
+		}
+		if st := c.inspect(t, ctx, id); st.ExitCode != 128+int(unix.SIGTERM) {
+			t.Errorf("container %d stopped right after its start exited %d, want %d (SIGTERM)", i, st.ExitCode, 128+int(unix.SIGTERM))
+		}
+		c.run(t, ctx, "rm", id)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -26,10 +27,11 @@ type container struct {
 	spec        *specs.Spec // guarded by mu
 	rootfsMount string      // mount point the agent made for the rootfs, or ""
 
-	mu     sync.Mutex
-	status status              // guarded by mu
-	init   *process            // set once at creation
-	execs  map[string]*process // by exec id, guarded by mu
+	mu      sync.Mutex
+	status  status              // guarded by mu
+	started time.Time           // when the init exec'd the user's program, guarded by mu
+	init    *process            // set once at creation
+	execs   map[string]*process // by exec id, guarded by mu
 }
 
 func (c *container) what() string { return fmt.Sprintf("container %s", c.id) }

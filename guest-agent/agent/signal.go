@@ -51,8 +51,15 @@ func (s *Service) SignalProcess(ctx context.Context, req *agentapi.SignalProcess
 	if err := c.allow(opSignal); err != nil {
 		return nil, err
 	}
-	if st, _ := p.state(); st == statusStopped {
+	st, pid := p.state()
+	if st == statusStopped {
 		return nil, fmt.Errorf("signal %s: its init has exited: %w", c.what(), errdefs.ErrNotFound)
+	}
+	if c.privatePID() {
+		c.mu.Lock()
+		started := c.started
+		c.mu.Unlock()
+		awaitHandler(ctx, pid, sig, started)
 	}
 	if err := c.lc.Signal(sig); err != nil {
 		if errors.Is(err, libcontainer.ErrNotRunning) {
