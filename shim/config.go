@@ -49,14 +49,20 @@ type SnapshotConfig struct {
 
 // VMConfig sizes and launches the VM of a sandbox.
 type VMConfig struct {
-	QEMU      string   `toml:"qemu"`
-	Firmware  string   `toml:"firmware"`
-	Accel     string   `toml:"accel"`
-	VCPUs     int      `toml:"vcpus"`
-	MemoryMiB int      `toml:"memory_mib"`
-	Kernel    string   `toml:"kernel"` // overrides the guest image's kernel
-	Initrd    string   `toml:"initrd"` // overrides the guest image's initrd
-	ExtraArgs []string `toml:"kernel_params"`
+	QEMU      string `toml:"qemu"`
+	Firmware  string `toml:"firmware"`
+	Accel     string `toml:"accel"`
+	VCPUs     int    `toml:"vcpus"`
+	MemoryMiB int    `toml:"memory_mib"`
+	// MaxVCPUs and MaxMemoryMiB are what a VM can grow to while it runs,
+	// when its containers' limits are raised (Update); 0 takes the host's
+	// CPU count and memory, and a value at or below vcpus (memory_mib)
+	// keeps the VM at its size.
+	MaxVCPUs     int      `toml:"max_vcpus"`
+	MaxMemoryMiB int      `toml:"max_memory_mib"`
+	Kernel       string   `toml:"kernel"` // overrides the guest image's kernel
+	Initrd       string   `toml:"initrd"` // overrides the guest image's initrd
+	ExtraArgs    []string `toml:"kernel_params"`
 	// TPM gives each VM a vTPM of its own (an swtpm process, stopped and
 	// removed with the VM). VMs with a vTPM boot: a template would give
 	// its clones one TPM identity.
@@ -139,6 +145,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("vm.vcpus must be at least 1, not %d", c.VM.VCPUs)
 	case c.VM.MemoryMiB < 64:
 		return fmt.Errorf("vm.memory_mib must be at least 64, not %d", c.VM.MemoryMiB)
+	case c.VM.MaxVCPUs < 0 || c.VM.MaxMemoryMiB < 0:
+		return errors.New("vm.max_vcpus and vm.max_memory_mib must not be negative")
 	case c.VM.BootTimeout.Duration <= 0:
 		return errors.New("vm.boot_timeout must be positive")
 	case c.Snapshot.Enabled && c.Snapshot.Dir == "":

@@ -26,8 +26,21 @@ type container struct {
 	// called once the guest no longer uses them.
 	unmount func() error
 
-	mu    sync.Mutex
-	execs map[string]*process // exec id -> process, guarded by mu
+	mu     sync.Mutex
+	execs  map[string]*process // exec id -> process, guarded by mu
+	limits limits              // what its resources ask of the VM, guarded by mu
+}
+
+func (c *container) getLimits() limits {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.limits
+}
+
+func (c *container) setLimits(l limits) {
+	c.mu.Lock()
+	c.limits = l
+	c.mu.Unlock()
 }
 
 func (c *container) process(execID string) (*process, error) {

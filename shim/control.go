@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -138,7 +139,14 @@ func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*em
 	if err := json.Unmarshal(r.Resources.GetValue(), &res); err != nil {
 		return nil, fmt.Errorf("update %s: decode resources: %v: %w", r.ID, err, errdefs.ErrInvalidArgument)
 	}
-	if _, err := s.currentSandbox().agent.UpdateContainer(ctx, &agent.UpdateContainerRequest{
+	// The VM grows first, so that the container has what it is given at
+	// once; the new limits apply in the guest whether or not it could.
+	sb := s.currentSandbox()
+	c.setLimits(limitsOf(&res))
+	if err := s.growForLimits(ctx, sb); err != nil {
+		log.G(ctx).WithError(err).WithField(logContainer, r.ID).Warn("VM keeps its size")
+	}
+	if _, err := sb.agent.UpdateContainer(ctx, &agent.UpdateContainerRequest{
 		ContainerId: r.ID, Resources: r.Resources.GetValue(),
 	}); err != nil {
 		return nil, fmt.Errorf("update %s: %w", r.ID, fromAgent(err))

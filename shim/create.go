@@ -109,6 +109,9 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	init.io = pio
 
 	c := &container{id: r.ID, bundle: r.Bundle, init: init, unmount: share.unmount, execs: map[string]*process{}}
+	if spec.Linux != nil {
+		c.limits = limitsOf(spec.Linux.Resources)
+	}
 	s.mu.Lock()
 	s.containers[r.ID] = c
 	s.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/log"
@@ -34,6 +35,11 @@ type sandbox struct {
 	client *ttrpc.Client
 	agent  agent.AgentService
 	ports  *portForwarder // a pod's port forwarding, if any
+
+	// base is the VM's size without its containers' limits, max what
+	// it can grow to; resizeMu serialises growing it.
+	base, max limits
+	resizeMu  sync.Mutex
 }
 
 // ensureSandbox returns the shim's sandbox, booting its VM on first use.
@@ -63,6 +69,7 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec
 		pn     *podNetwork
 		nsPath string
 	)
+	base := limits{vcpus: cfg.VM.VCPUs, memoryMiB: cfg.VM.MemoryMiB}
 	if isPodSandbox(spec) {
 		vcpus, mem := podResources(spec)
 		cfg.VM.VCPUs += vcpus
@@ -79,6 +86,7 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec
 	if err != nil {
 		return nil, err
 	}
+	sb.base = base
 	if pn != nil {
 		if sb.ports, err = startPortForward(s.ctx, nsPath, sb.agent); err != nil {
 			log.G(ctx).WithError(err).Warn("no port forwarding for the pod")
@@ -126,6 +134,7 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 		return nil, fmt.Errorf("record shim pid: %w", err)
 	}
 	vc := vmConfig(cfg, img, shortID(id), dir, sb.sharedDir)
+	sb.max = limits{vcpus: vc.MaxVCPUs, memoryMiB: vc.MaxMemoryMiB}
 	if pn != nil {
 		vc.Net = pn.devices
 		// A restored VM gets its interfaces through hotplug ports, of
@@ -180,6 +189,7 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 // function, so that a template's devices match the sandboxes restored
 // from it.
 func vmConfig(cfg Config, img guestFiles, id, dir, sharedDir string) vmm.Config {
+	maxVCPUs, maxMiB := vmMaxima(cfg)
 	return vmm.Config{
 		ID:          id,
 		StateDir:    dir,
@@ -196,6 +206,8 @@ func vmConfig(cfg Config, img guestFiles, id, dir, sharedDir string) vmm.Config 
 		// One port for the pod network's interface of a VM restored from
 		// a template; every VM has it so that all share one layout.
 		HotplugPorts: 1,
+		MaxVCPUs:     maxVCPUs,
+		MaxMemoryMiB: maxMiB,
 	}
 }
 

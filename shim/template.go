@@ -37,6 +37,8 @@ type templateKey struct {
 	Firmware      string
 	VCPUs         int
 	MemoryMiB     int
+	MaxVCPUs      int
+	MaxMemoryMiB  int
 	Accel         vmm.Accel
 	QEMU          string
 	QEMUSize      int64
@@ -68,6 +70,8 @@ func newTemplateKey(cfg Config, img guestFiles, vc vmm.Config) (templateKey, err
 		Firmware:      vc.Firmware,
 		VCPUs:         vc.VCPUs,
 		MemoryMiB:     vc.MemoryMiB,
+		MaxVCPUs:      vc.MaxVCPUs,
+		MaxMemoryMiB:  vc.MaxMemoryMiB,
 		Accel:         acc,
 		QEMU:          bin,
 		QEMUSize:      fi.Size(),

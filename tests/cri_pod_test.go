@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -298,4 +299,56 @@ func TestCRIStopRightAfterStart(t *testing.T) {
 		}
 		c.run(t, ctx, "rm", id)
 	}
+}
+
+// TestCRIUpdateGrowsVM raises a pod container's CPU and memory limits
+// above what its VM has: the VM gets vCPUs and memory plugged, which the
+// guest brings online, and the container's cgroup takes the new limits.
+func TestCRIUpdateGrowsVM(t *testing.T) {
+	requireEnv(t)
+	ctx := testContext(t)
+	cfg := filepath.Join(env.dir, "grow.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("state_dir = %q\nguest_dir = %q\n\n[snapshot]\nenabled = false\n\n[vm]\nlog_dir = %q\nboot_timeout = \"90s\"\nmax_vcpus = 3\nmax_memory_mib = 1536\n",
+		env.run, guestDir(), env.logs)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := startCRIWith(t, ctx, "", "", cfg)
+	pod := runPod(t, ctx, c, "grow")
+	ctr := pod.create(t, ctx, "grow", map[string]any{"command": []string{"sleep", "1000"}})
+	c.run(t, ctx, "start", ctr)
+
+	memTotal := func() int {
+		out := c.run(t, ctx, "exec", ctr, "grep", "MemTotal", "/proc/meminfo")
+		var kb int
+		if _, err := fmt.Sscanf(out, "MemTotal: %d kB", &kb); err != nil {
+			t.Fatalf("meminfo %q: %v", out, err)
+		}
+		return kb >> 10
+	}
+	if n := c.run(t, ctx, "exec", ctr, "nproc"); n != "1" {
+		t.Fatalf("the VM starts with %s vCPUs, want 1", n)
+	}
+	before := memTotal()
+
+	// 2 vCPUs and 300 MiB for the container, on top of the VM's 1 vCPU and
+	// 512 MiB: 3 vCPUs, and 384 MiB (whole memory blocks) more.
+	c.run(t, ctx, "update", "--cpu-period", "100000", "--cpu-quota", "200000", "--memory", strconv.Itoa(300<<20), ctr)
+	if n := c.run(t, ctx, "exec", ctr, "nproc"); n != "3" {
+		t.Errorf("after the update the guest has %s vCPUs online, want 3", n)
+	}
+	if after := memTotal(); after-before < 300 {
+		t.Errorf("guest memory went from %d to %d MiB, want at least 300 MiB more", before, after)
+	}
+	// The container's own cgroup, seen without a cgroup namespace.
+	cgroup := func(file string) string {
+		return c.run(t, ctx, "exec", ctr, "sh", "-c", "cat /sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)/"+file)
+	}
+	if got := cgroup("cpu.max"); got != "200000 100000" {
+		t.Errorf("container cpu.max = %q, want \"200000 100000\"", got)
+	}
+	if got := cgroup("memory.max"); got != strconv.Itoa(300<<20) {
+		t.Errorf("container memory.max = %q, want %d", got, 300<<20)
+	}
+	c.run(t, ctx, "stop", "--timeout", "2", ctr)
+	c.run(t, ctx, "rm", ctr)
 }

@@ -51,6 +51,12 @@ type Config struct {
 	VCPUs     int
 	MemoryMiB int
 	Accel     Accel // AccelAuto when empty
+	// MaxVCPUs and MaxMemoryMiB, when above VCPUs and MemoryMiB, leave
+	// room to add vCPUs and memory while the VM runs (see Resizer). They
+	// are part of the machine a saved VM and the VMs restored from it
+	// must share. A confidential VM cannot grow.
+	MaxVCPUs     int
+	MaxMemoryMiB int
 
 	Shares    []Share
 	AgentPort string // virtio-serial port name the guest agent opens
@@ -144,6 +150,15 @@ func (c Config) Validate() error {
 	}
 	if c.MemoryMiB < 64 {
 		bad("memory %d MiB: want at least 64", c.MemoryMiB)
+	}
+	if c.MaxVCPUs != 0 && (c.MaxVCPUs < c.VCPUs || c.MaxVCPUs > 255) {
+		bad("max vcpus %d: want %d to 255, or 0", c.MaxVCPUs, c.VCPUs)
+	}
+	if c.MaxMemoryMiB != 0 && c.MaxMemoryMiB < c.MemoryMiB {
+		bad("max memory %d MiB: want at least %d, or 0", c.MaxMemoryMiB, c.MemoryMiB)
+	}
+	if c.TEE.Confidential() && (c.MaxVCPUs > c.VCPUs || c.MaxMemoryMiB > c.MemoryMiB) {
+		bad("a confidential VM cannot add vCPUs or memory: max vcpus and max memory must not exceed its size")
 	}
 	if !c.Accel.valid() {
 		bad("accel %q: want %q, %q or %q", c.Accel, AccelAuto, AccelKVM, AccelTCG)

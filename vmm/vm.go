@@ -54,6 +54,18 @@ type Snapshotter interface {
 	Restore(ctx context.Context, path string) error
 }
 
+// Resizer is implemented by VMs that can grow while they run, up to
+// Config.MaxVCPUs and Config.MaxMemoryMiB. Nothing shrinks: the guest must
+// bring what was added online (the agent does).
+type Resizer interface {
+	// Grow adds vCPUs and memory until the VM has at least vcpus and
+	// memoryMiB; memory is added in blocks the guest can take, so it may
+	// exceed memoryMiB. It fails beyond the maxima.
+	Grow(ctx context.Context, vcpus, memoryMiB int) error
+	// Size is what the VM has now.
+	Size() (vcpus, memoryMiB int)
+}
+
 // ExitError reports a VMM process that exited without Stop asking it to.
 type ExitError struct {
 	// Err is the process wait error; nil when the VMM exited with status 0,

@@ -81,8 +81,9 @@ type Service struct {
 	sharedMu sync.Mutex
 	shared   bool // the shared directory is mounted, guarded by sharedMu
 
-	oom   *oomEvents // OOM kills not yet collected by the host
-	ports ports      // connections forwarded to the host
+	oom    *oomEvents // OOM kills not yet collected by the host
+	ports  ports      // connections forwarded to the host
+	sysDir string     // the kernel's /sys/devices/system; tests change it
 
 	mu         sync.Mutex
 	containers map[string]*container // by id, guarded by mu
@@ -114,6 +115,7 @@ func New(opts Options) *Service {
 		reserved:   make(map[string]struct{}),
 		oom:        newOOMEvents(),
 		ports:      ports{conns: make(map[uint64]*portConn)},
+		sysDir:     sysDevicesSystem,
 	}
 }
 

@@ -65,8 +65,8 @@ func args(cfg vmm.Config, incoming string) ([]string, error) {
 		"-name", "scc-" + cfg.ID,
 		"-M", machine,
 		"-cpu", cpu,
-		"-smp", strconv.Itoa(cfg.VCPUs),
-		"-m", strconv.Itoa(cfg.MemoryMiB),
+		"-smp", smp(cfg),
+		"-m", memory(cfg),
 	}
 	a = append(a, objects...)
 	a = append(a, firmware...)
@@ -124,4 +124,27 @@ func args(cfg vmm.Config, incoming string) ([]string, error) {
 		a = append(a, "-S", "-incoming", incoming)
 	}
 	return a, nil
+}
+
+// memorySlots is how many DIMMs a VM that can grow takes: Grow adds one
+// each time it adds memory.
+const memorySlots = 8
+
+// smp is the -smp value: the vCPUs, and how many the VM can grow to.
+func smp(cfg vmm.Config) string {
+	s := strconv.Itoa(cfg.VCPUs)
+	if cfg.MaxVCPUs > cfg.VCPUs {
+		s += ",maxcpus=" + strconv.Itoa(cfg.MaxVCPUs)
+	}
+	return s
+}
+
+// memory is the -m value: the memory in MiB and, for a VM that can grow,
+// the DIMM slots and the most memory.
+func memory(cfg vmm.Config) string {
+	s := strconv.Itoa(cfg.MemoryMiB)
+	if cfg.MaxMemoryMiB > cfg.MemoryMiB {
+		s += ",slots=" + strconv.Itoa(memorySlots) + ",maxmem=" + strconv.Itoa(cfg.MaxMemoryMiB) + "M"
+	}
+	return s
 }

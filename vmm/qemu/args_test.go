@@ -45,6 +45,25 @@ func TestArgs(t *testing.T) {
 				"-device virtio-rng-pci",
 		},
 		{
+			name: "room to grow",
+			mutate: func(c *vmm.Config) {
+				c.VCPUs = 2
+				c.MaxVCPUs = 4
+				c.MaxMemoryMiB = 4096
+			},
+			want: "-name scc-c1 -M q35,accel=tcg -cpu max -smp 2,maxcpus=4 -m 512,slots=8,maxmem=4096M " +
+				"-bios /usr/share/qemu/qboot.rom -kernel /var/lib/scc/guest/vmlinux -initrd /var/lib/scc/guest/initrd.img " +
+				"-append console=ttyS0_panic=-1_quiet " +
+				"-nodefaults -no-user-config -nographic -display none -no-reboot " +
+				"-serial file:/run/scc/c1/console.log " +
+				"-qmp unix:/run/scc/c1/qmp.sock,server=on,wait=off " +
+				"-pidfile /run/scc/c1/qemu.pid " +
+				"-device virtio-serial-pci,id=vser0 " +
+				"-chardev socket,id=agent,path=/run/scc/c1/agent.sock,server=on,wait=off " +
+				"-device virtserialport,bus=vser0.0,chardev=agent,id=agentport,name=io.scc.agent " +
+				"-device virtio-rng-pci",
+		},
+		{
 			name: "kvm, 4 vcpus, two shares, no initrd, no cmdline",
 			mutate: func(c *vmm.Config) {
 				c.ID = "pod.a_b-2"

@@ -3,6 +3,8 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/sccontainers/scc/vmm"
 )
@@ -286,5 +290,66 @@ func TestBootPauseResumeSaveRestore(t *testing.T) {
 	}
 	if got := runtimeFiles(v2); len(got) != 0 {
 		t.Errorf("files left after Stop: %v", got)
+	}
+}
+
+// TestGrow adds vCPUs and memory to a running guest and checks what QEMU
+// then reports, and that Grow stops at the maxima.
+func TestGrow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM; skipped in -short mode")
+	}
+	if _, err := exec.LookPath(DefaultBinary); err != nil {
+		t.Skipf("%s not installed", DefaultBinary)
+	}
+	if _, err := os.Stat(vmm.DefaultFirmware); err != nil {
+		t.Skipf("firmware: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	v, err := Driver{}.NewVM(vmm.Config{
+		ID:           "vmm-grow",
+		StateDir:     filepath.Join(t.TempDir(), "vm"),
+		Kernel:       testKernel(t),
+		Initrd:       buildInitramfs(t),
+		Cmdline:      "console=ttyS0 panic=-1 quiet",
+		MemoryMiB:    256,
+		MaxVCPUs:     3,
+		MaxMemoryMiB: 768,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Stop(context.Background()) })
+	if err := v.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	waitConsole(t, v, bootMarker, func(c string) bool { return strings.Contains(c, bootMarker) }, 20*time.Second)
+
+	if err := v.Grow(ctx, 2, 300); err != nil {
+		t.Fatalf("Grow: %v", err)
+	}
+	if c, m := v.Size(); c != 2 || m != 384 {
+		t.Errorf("Size after Grow(2, 300) = %d vcpus, %d MiB; want 2, 384 (whole memory blocks)", c, m)
+	}
+	var cpus []json.RawMessage
+	if err := v.client().Execute(ctx, "query-cpus-fast", nil, &cpus); err != nil {
+		t.Fatal(err)
+	}
+	var dimms []json.RawMessage
+	if err := v.client().Execute(ctx, "query-memory-devices", nil, &dimms); err != nil {
+		t.Fatal(err)
+	}
+	if len(cpus) != 2 || len(dimms) != 1 {
+		t.Errorf("QEMU has %d vcpus and %d memory devices, want 2 and 1", len(cpus), len(dimms))
+	}
+	// Asking for what it has changes nothing.
+	if err := v.Grow(ctx, 1, 256); err != nil {
+		t.Errorf("Grow to less than the size: %v", err)
+	}
+	for _, tc := range []struct{ vcpus, mib int }{{4, 384}, {2, 1024}} {
+		if err := v.Grow(ctx, tc.vcpus, tc.mib); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+			t.Errorf("Grow(%d, %d) beyond the maxima: %v, want failed precondition", tc.vcpus, tc.mib, err)
+		}
 	}
 }

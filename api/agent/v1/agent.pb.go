@@ -1939,6 +1939,112 @@ func (x *ClosePortRequest) GetId() uint64 {
 	return 0
 }
 
+type OnlineResourcesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vcpus         uint32                 `protobuf:"varint,1,opt,name=vcpus,proto3" json:"vcpus,omitempty"`
+	MemoryMib     uint64                 `protobuf:"varint,2,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OnlineResourcesRequest) Reset() {
+	*x = OnlineResourcesRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OnlineResourcesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OnlineResourcesRequest) ProtoMessage() {}
+
+func (x *OnlineResourcesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OnlineResourcesRequest.ProtoReflect.Descriptor instead.
+func (*OnlineResourcesRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *OnlineResourcesRequest) GetVcpus() uint32 {
+	if x != nil {
+		return x.Vcpus
+	}
+	return 0
+}
+
+func (x *OnlineResourcesRequest) GetMemoryMib() uint64 {
+	if x != nil {
+		return x.MemoryMib
+	}
+	return 0
+}
+
+type OnlineResourcesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// vcpus online.
+	Vcpus uint32 `protobuf:"varint,1,opt,name=vcpus,proto3" json:"vcpus,omitempty"`
+	// memory_mib is the memory of the online memory blocks.
+	MemoryMib     uint64 `protobuf:"varint,2,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OnlineResourcesResponse) Reset() {
+	*x = OnlineResourcesResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OnlineResourcesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OnlineResourcesResponse) ProtoMessage() {}
+
+func (x *OnlineResourcesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OnlineResourcesResponse.ProtoReflect.Descriptor instead.
+func (*OnlineResourcesResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *OnlineResourcesResponse) GetVcpus() uint32 {
+	if x != nil {
+		return x.Vcpus
+	}
+	return 0
+}
+
+func (x *OnlineResourcesResponse) GetMemoryMib() uint64 {
+	if x != nil {
+		return x.MemoryMib
+	}
+	return 0
+}
+
 var File_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_agent_v1_agent_proto_rawDesc = "" +
@@ -2069,7 +2175,15 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03len\x18\x02 \x01(\rR\x03len\"\"\n" +
 	"\x10ClosePortRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id2\xc7\x0f\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"M\n" +
+	"\x16OnlineResourcesRequest\x12\x14\n" +
+	"\x05vcpus\x18\x01 \x01(\rR\x05vcpus\x12\x1d\n" +
+	"\n" +
+	"memory_mib\x18\x02 \x01(\x04R\tmemoryMib\"N\n" +
+	"\x17OnlineResourcesResponse\x12\x14\n" +
+	"\x05vcpus\x18\x01 \x01(\rR\x05vcpus\x12\x1d\n" +
+	"\n" +
+	"memory_mib\x18\x02 \x01(\x04R\tmemoryMib2\xa7\x10\n" +
 	"\x05Agent\x12=\n" +
 	"\x04Ping\x12\x19.scc.agent.v1.PingRequest\x1a\x1a.scc.agent.v1.PingResponse\x12O\n" +
 	"\x0fCreateContainer\x12$.scc.agent.v1.CreateContainerRequest\x1a\x16.google.protobuf.Empty\x12R\n" +
@@ -2100,7 +2214,8 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\bDialPort\x12\x1d.scc.agent.v1.DialPortRequest\x1a\x1e.scc.agent.v1.DialPortResponse\x12M\n" +
 	"\tWritePort\x12\x1e.scc.agent.v1.WritePortRequest\x1a .scc.agent.v1.WriteStdinResponse\x12K\n" +
 	"\bReadPort\x12\x1d.scc.agent.v1.ReadPortRequest\x1a .scc.agent.v1.ReadOutputResponse\x12C\n" +
-	"\tClosePort\x12\x1e.scc.agent.v1.ClosePortRequest\x1a\x16.google.protobuf.EmptyB0Z.github.com/sccontainers/scc/api/agent/v1;agentb\x06proto3"
+	"\tClosePort\x12\x1e.scc.agent.v1.ClosePortRequest\x1a\x16.google.protobuf.Empty\x12^\n" +
+	"\x0fOnlineResources\x12$.scc.agent.v1.OnlineResourcesRequest\x1a%.scc.agent.v1.OnlineResourcesResponseB0Z.github.com/sccontainers/scc/api/agent/v1;agentb\x06proto3"
 
 var (
 	file_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -2114,7 +2229,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(*PingRequest)(nil),             // 0: scc.agent.v1.PingRequest
 	(*PingResponse)(nil),            // 1: scc.agent.v1.PingResponse
@@ -2150,20 +2265,22 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*WritePortRequest)(nil),        // 31: scc.agent.v1.WritePortRequest
 	(*ReadPortRequest)(nil),         // 32: scc.agent.v1.ReadPortRequest
 	(*ClosePortRequest)(nil),        // 33: scc.agent.v1.ClosePortRequest
-	nil,                             // 34: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
-	(*timestamppb.Timestamp)(nil),   // 35: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),           // 36: google.protobuf.Empty
+	(*OnlineResourcesRequest)(nil),  // 34: scc.agent.v1.OnlineResourcesRequest
+	(*OnlineResourcesResponse)(nil), // 35: scc.agent.v1.OnlineResourcesResponse
+	nil,                             // 36: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	(*timestamppb.Timestamp)(nil),   // 37: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),           // 38: google.protobuf.Empty
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: scc.agent.v1.CreateContainerRequest.rootfs:type_name -> scc.agent.v1.Mount
 	4,  // 1: scc.agent.v1.CreateContainerRequest.stdio:type_name -> scc.agent.v1.StdioConfig
 	4,  // 2: scc.agent.v1.ExecProcessRequest.stdio:type_name -> scc.agent.v1.StdioConfig
-	35, // 3: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
+	37, // 3: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
 	15, // 4: scc.agent.v1.StatsResponse.memory_events:type_name -> scc.agent.v1.MemoryEvents
-	35, // 5: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
+	37, // 5: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
 	25, // 6: scc.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> scc.agent.v1.Interface
 	26, // 7: scc.agent.v1.ConfigureNetworkRequest.routes:type_name -> scc.agent.v1.Route
-	34, // 8: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	36, // 8: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
 	0,  // 9: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
 	3,  // 10: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
 	5,  // 11: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
@@ -2190,34 +2307,36 @@ var file_agent_v1_agent_proto_depIdxs = []int32{
 	31, // 32: scc.agent.v1.Agent.WritePort:input_type -> scc.agent.v1.WritePortRequest
 	32, // 33: scc.agent.v1.Agent.ReadPort:input_type -> scc.agent.v1.ReadPortRequest
 	33, // 34: scc.agent.v1.Agent.ClosePort:input_type -> scc.agent.v1.ClosePortRequest
-	1,  // 35: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
-	36, // 36: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
-	6,  // 37: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
-	6,  // 38: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
-	11, // 39: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
-	36, // 40: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
-	36, // 41: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
-	36, // 42: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
-	36, // 43: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
-	36, // 44: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
-	13, // 45: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
-	14, // 46: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
-	36, // 47: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
-	17, // 48: scc.agent.v1.Agent.GetOOMEvent:output_type -> scc.agent.v1.OOMEvent
-	20, // 49: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
-	36, // 50: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
-	22, // 51: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
-	22, // 52: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
-	36, // 53: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
-	36, // 54: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
-	36, // 55: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
-	36, // 56: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
-	30, // 57: scc.agent.v1.Agent.DialPort:output_type -> scc.agent.v1.DialPortResponse
-	20, // 58: scc.agent.v1.Agent.WritePort:output_type -> scc.agent.v1.WriteStdinResponse
-	22, // 59: scc.agent.v1.Agent.ReadPort:output_type -> scc.agent.v1.ReadOutputResponse
-	36, // 60: scc.agent.v1.Agent.ClosePort:output_type -> google.protobuf.Empty
-	35, // [35:61] is the sub-list for method output_type
-	9,  // [9:35] is the sub-list for method input_type
+	34, // 35: scc.agent.v1.Agent.OnlineResources:input_type -> scc.agent.v1.OnlineResourcesRequest
+	1,  // 36: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
+	38, // 37: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
+	6,  // 38: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
+	6,  // 39: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
+	11, // 40: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
+	38, // 41: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
+	38, // 42: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
+	38, // 43: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
+	38, // 44: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
+	38, // 45: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
+	13, // 46: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
+	14, // 47: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
+	38, // 48: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
+	17, // 49: scc.agent.v1.Agent.GetOOMEvent:output_type -> scc.agent.v1.OOMEvent
+	20, // 50: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
+	38, // 51: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
+	22, // 52: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
+	22, // 53: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
+	38, // 54: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
+	38, // 55: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
+	38, // 56: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
+	38, // 57: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
+	30, // 58: scc.agent.v1.Agent.DialPort:output_type -> scc.agent.v1.DialPortResponse
+	20, // 59: scc.agent.v1.Agent.WritePort:output_type -> scc.agent.v1.WriteStdinResponse
+	22, // 60: scc.agent.v1.Agent.ReadPort:output_type -> scc.agent.v1.ReadOutputResponse
+	38, // 61: scc.agent.v1.Agent.ClosePort:output_type -> google.protobuf.Empty
+	35, // 62: scc.agent.v1.Agent.OnlineResources:output_type -> scc.agent.v1.OnlineResourcesResponse
+	36, // [36:63] is the sub-list for method output_type
+	9,  // [9:36] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -2234,7 +2353,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

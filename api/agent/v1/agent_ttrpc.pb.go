@@ -35,6 +35,7 @@ type AgentService interface {
 	WritePort(context.Context, *WritePortRequest) (*WriteStdinResponse, error)
 	ReadPort(context.Context, *ReadPortRequest) (*ReadOutputResponse, error)
 	ClosePort(context.Context, *ClosePortRequest) (*emptypb.Empty, error)
+	OnlineResources(context.Context, *OnlineResourcesRequest) (*OnlineResourcesResponse, error)
 }
 
 func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
@@ -221,6 +222,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.ClosePort(ctx, &req)
+			},
+			"OnlineResources": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req OnlineResourcesRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.OnlineResources(ctx, &req)
 			},
 		},
 	})
@@ -439,6 +447,14 @@ func (c *agentClient) ReadPort(ctx context.Context, req *ReadPortRequest) (*Read
 func (c *agentClient) ClosePort(ctx context.Context, req *ClosePortRequest) (*emptypb.Empty, error) {
 	var resp emptypb.Empty
 	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "ClosePort", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) OnlineResources(ctx context.Context, req *OnlineResourcesRequest) (*OnlineResourcesResponse, error) {
+	var resp OnlineResourcesResponse
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "OnlineResources", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
