@@ -99,36 +99,36 @@ func (sb *sandbox) share(ctx context.Context, id string, rootfs []*types.Mount, 
 // returns the guest's mounts for it, with sources below guestDir, and the
 // host mounts it made.
 //
-// 9p shows the guest a shared tree as one file system, so the host's
-// submounts of a source that is bound recursively ("rbind") come with it
-// and take the guest mount's flags. That is right for a read-write or a
-// recursively read-only ("rro") mount; a plain read-only one must leave
-// the submounts as they are, as runc's read-only remount of the top mount
-// does. Such a source is shared without its submounts, and each submount
-// on its own, mounted over the read-only bind in the guest with its host
-// flags. A non-recursive bind ("bind") shares the source alone.
+// The source is shared alone (a non-recursive bind); a recursive bind
+// ("rbind") brings its submounts, each shared on its own and mounted over
+// it in the guest, in order, with its host flags: 9p would show the guest
+// a recursively shared tree as one file system, which takes the flags of
+// the guest's mount, where a plain read-only bind must leave its
+// submounts as they are (runc remounts the top mount only). A recursively
+// read-only mount ("rro") makes them read-only too. Sharing each submount
+// on its own also keeps the host's copies of them off the source's
+// directories, which could then not be removed while the container runs.
 func shareBind(m specs.Mount, hostDir, guestDir, name string) (guest []specs.Mount, targets []string, _ error) {
-	recursive := hasOption(m.Options, "rbind")
-	split := recursive && hasOption(m.Options, "ro") && !hasOption(m.Options, "rro")
 	hostPath := filepath.Join(hostDir, name)
-	if err := bindShare(m.Source, hostPath, recursive && !split); err != nil {
+	if err := bindShare(m.Source, hostPath); err != nil {
 		return nil, nil, err
 	}
 	targets = append(targets, hostPath)
 	src := m.Source
 	m.Source = path.Join(guestDir, name)
 	guest = append(guest, m)
-	if !split {
+	if !hasOption(m.Options, "rbind") {
 		return guest, targets, nil
 	}
 	subs, err := submounts(src)
 	if err != nil {
 		return nil, targets, err
 	}
+	rro := hasOption(m.Options, "rro")
 	for k, sub := range subs {
 		subName := name + "." + strconv.Itoa(k)
 		hostPath := filepath.Join(hostDir, subName)
-		if err := bindShare(sub.Mountpoint, hostPath, false); err != nil {
+		if err := bindShare(sub.Mountpoint, hostPath); err != nil {
 			return nil, targets, fmt.Errorf("submount %s: %w", sub.Mountpoint, err)
 		}
 		targets = append(targets, hostPath)
@@ -136,11 +136,15 @@ func shareBind(m specs.Mount, hostDir, guestDir, name string) (guest []specs.Mou
 		if err != nil {
 			return nil, targets, err
 		}
+		opts := submountOptions(m.Options, sub.Options)
+		if rro && !hasOption(opts, "ro") {
+			opts = append(opts, "ro")
+		}
 		guest = append(guest, specs.Mount{
 			Destination: path.Join(m.Destination, filepath.ToSlash(rel)),
 			Type:        "bind",
 			Source:      path.Join(guestDir, subName),
-			Options:     submountOptions(m.Options, sub.Options),
+			Options:     opts,
 		})
 	}
 	return guest, targets, nil
@@ -213,9 +217,9 @@ func isBind(m *specs.Mount) bool {
 	return false
 }
 
-// bindShare bind-mounts src (a file or a directory) onto a new target,
-// with its submounts when recursive.
-func bindShare(src, target string, recursive bool) error {
+// bindShare bind-mounts src (a file or a directory), without its
+// submounts, onto a new target.
+func bindShare(src, target string) error {
 	fi, err := os.Stat(src)
 	if err != nil {
 		return err
@@ -232,11 +236,7 @@ func bindShare(src, target string, recursive bool) error {
 	if err != nil {
 		return err
 	}
-	flags := uintptr(unix.MS_BIND)
-	if recursive {
-		flags |= unix.MS_REC
-	}
-	if err := unix.Mount(src, target, "", flags, ""); err != nil {
+	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind %s: %w", src, err)
 	}
 	return nil

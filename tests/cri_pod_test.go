@@ -235,7 +235,7 @@ func TestCRIReadOnlyMounts(t *testing.T) {
 	if err := unix.Mount("none", tmpfs, "tmpfs", 0, ""); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Unmount(tmpfs, unix.MNT_DETACH) })
+	t.Cleanup(func() { unix.Unmount(tmpfs, unix.MNT_DETACH) }) // unless the test got to it
 
 	pod := runPod(t, ctx, c, "romounts")
 	mounts := []map[string]any{{"container_path": "/ro", "host_path": host, "readonly": true}}
@@ -261,6 +261,14 @@ func TestCRIReadOnlyMounts(t *testing.T) {
 		} else if !strings.Contains(out, "Read-only file system") {
 			t.Errorf("touch /rro/tmpfs/other: %s", out)
 		}
+	}
+	// As with runc, whose mounts are the container's, the host can take
+	// its tmpfs down and remove the directory while the container runs.
+	if err := unix.Unmount(tmpfs, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(tmpfs); err != nil {
+		t.Errorf("remove the host's mount point while the container runs: %v", err)
 	}
 	c.run(t, ctx, "stop", "--timeout", "2", ctr)
 	c.run(t, ctx, "rm", ctr)
