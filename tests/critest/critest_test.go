@@ -47,30 +47,14 @@ var knownRuncFailures = map[string]string{
 }
 
 // knownSCCFailures are specs that pass with runc and fail with scc (spec
-// name -> why); docs/critest.md explains each. The test fails on any other
-// such spec, and on one listed here that passes.
+// name -> why): what a VM cannot share with the host; docs/critest.md
+// explains each. The test fails on any other such spec, and on one listed
+// here that passes.
 var knownSCCFailures = map[string]string{
-	// Bugs of scc.
-	"[k8s.io] Container OOM runtime should output OOMKilled reason should terminate with exitCode 137 and reason OOMKilled":          "bug: no OOM event, no memory events in stats",
-	"[k8s.io] PodSandbox runtime should support metrics operations runtime should support listing pod sandbox metrics [Conformance]": "bug: no memory events in stats",
-	"[k8s.io] Container Mount Readonly runtime should support readonly mounts should support non-recursive readonly mounts":          "bug: host submounts are one 9p mount in the guest",
-	// What a VM cannot share with the host.
 	"[k8s.io] Security Context NamespaceOption runtime should support HostIpc is true":                                                                                    "VM: the host's IPC namespace",
 	"[k8s.io] Security Context NamespaceOption runtime should support HostNetwork is true":                                                                                "VM: the host's network stack",
 	"[k8s.io] Streaming runtime should support streaming interfaces runtime should support portforward in host network":                                                   "VM: the host's network stack",
-	"[k8s.io] Streaming runtime should support streaming interfaces runtime should support portforward [Conformance]":                                                     "VM: containerd dials the pod's port on the host-side loopback",
 	"[k8s.io] Container Mount Propagation runtime should support mount propagation mount with 'rshared' should support propagation from host to container and vice versa": "VM: mounts made in the guest",
-}
-
-// timingSCCFailures may fail with scc, depending on timing (spec name ->
-// why): they stop a container within a millisecond of its start, and with
-// scc that SIGTERM is sometimes lost, so the stop waits out its timeout
-// (docs/critest.md). Either outcome is accepted.
-var timingSCCFailures = map[string]string{
-	"[k8s.io] Container runtime should support basic operations on container runtime should support stopping container [Conformance]":         "bug: SIGTERM right after start lost",
-	"[k8s.io] Container runtime should support basic operations on container runtime should support removing stopped container [Conformance]": "bug: SIGTERM right after start lost",
-	"[k8s.io] Idempotence StopContainer should not return an error if already stopped":                                                        "bug: SIGTERM right after start lost",
-	"[k8s.io] Idempotence RemoveContainer should not return an error if not found":                                                            "bug: SIGTERM right after start lost",
 }
 
 func TestCritest(t *testing.T) {
@@ -187,7 +171,7 @@ func checkResults(t *testing.T, runc, scc map[string]specResult, reportDir strin
 		t.Error(err)
 	}
 	for _, name := range c.regressions {
-		if knownSCCFailures[name] == "" && timingSCCFailures[name] == "" {
+		if knownSCCFailures[name] == "" {
 			t.Errorf("scc fails %q, which passes with runc: %s (%s)", name, scc[name].Message, scc[name].Where)
 		}
 	}
