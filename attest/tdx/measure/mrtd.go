@@ -18,6 +18,11 @@ const (
 	recordGPA  = 16
 	// extendChunk is what one TDH.MR.EXTEND measures.
 	extendChunk = 256
+	// maxSectionMemory bounds the guest memory the sections of one image
+	// may cover. Real TDVF images describe a few MiB; QEMU would have to
+	// back all of it before the TD starts, and hashing it page by page
+	// must finish.
+	maxSectionMemory = 1 << 30
 )
 
 // PageOrder is the order in which the host issues the TDX module calls of
@@ -108,7 +113,12 @@ func (fw *TDVF) checkQEMU() error {
 	if len(fw.sections) < 2 {
 		return fmt.Errorf("%w: %d section(s); QEMU needs at least 2", ErrUnsupported, len(fw.sections))
 	}
+	var total uint64
 	for i, s := range fw.sections {
+		// ParseTDVF bounds each size by 2^52, so the sum cannot wrap.
+		if total += s.MemoryDataSize; total > maxSectionMemory {
+			return fmt.Errorf("%w: the sections cover more than %d MiB of guest memory", ErrUnsupported, maxSectionMemory>>20)
+		}
 		switch s.Type {
 		case SectionBFV, SectionCFV:
 			if s.RawDataSize == 0 {

@@ -211,6 +211,7 @@ func TestMRTDUnsupported(t *testing.T) {
 		{"TempMem with raw data", func(s []synthSection) []synthSection { s[2].rawSize = 0x10; return s }},
 		{"TD HOB with raw data", func(s []synthSection) []synthSection { s[3].rawSize = 0x10; return s }},
 		{"TD HOB measured", func(s []synthSection) []synthSection { s[3].attrs = AttrMRExtend; return s }},
+		{"too much memory", func(s []synthSection) []synthSection { s[4].size = 2 << 30; return s }},
 		{"BFV memory past the image", func(s []synthSection) []synthSection {
 			s[0].size = 0x6000
 			s[0].addr = 0xffff0000

@@ -17,6 +17,10 @@ var guidTDXMetadataOffset = fwtable.MustGUID("e47a6535-984a-4798-865e-4685a7bf8e
 const (
 	pageSize = 0x1000
 
+	// maxGPA bounds guest physical addresses: TDX's widest guest
+	// physical address width is 52 bits.
+	maxGPA = 1 << 52
+
 	descriptorSize = 16 // "TDVF", Length, Version, NumberOfSectionEntries
 	sectionSize    = 32 // DataOffset, RawDataSize, MemoryAddress, MemoryDataSize, Type, Attributes
 	tdvfVersion    = 1
@@ -192,8 +196,8 @@ func checkSection(s Section, imageSize uint64) error {
 		return fmt.Errorf("memory [%#x, +%#x) not page aligned", s.MemoryAddress, s.MemoryDataSize)
 	case s.MemoryDataSize == 0:
 		return fmt.Errorf("no memory at %#x", s.MemoryAddress)
-	case s.end() < s.MemoryAddress:
-		return fmt.Errorf("memory [%#x, +%#x) wraps", s.MemoryAddress, s.MemoryDataSize)
+	case s.MemoryAddress >= maxGPA || s.MemoryDataSize > maxGPA-s.MemoryAddress:
+		return fmt.Errorf("memory [%#x, +%#x) beyond the 52-bit guest physical address space", s.MemoryAddress, s.MemoryDataSize)
 	}
 	return nil
 }

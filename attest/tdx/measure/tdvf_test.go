@@ -104,6 +104,8 @@ func TestParseErrors(t *testing.T) {
 		{"unaligned size", func(b []byte) []byte { setSection(b, 2, 16, 0x1800); return b }, ErrMalformedTDVF},
 		{"zero size", func(b []byte) []byte { setSection(b, 2, 16, 0); return b }, ErrMalformedTDVF},
 		{"wraps", func(b []byte) []byte { setSection(b, 2, 8, 0xfffffffffffff000); return b }, ErrMalformedTDVF},
+		{"beyond 52 bits", func(b []byte) []byte { setSection(b, 2, 8, 1<<52); return b }, ErrMalformedTDVF},
+		{"size beyond 52 bits", func(b []byte) []byte { setSection(b, 2, 16, 1<<52); return b }, ErrMalformedTDVF},
 		{"overlap", func(b []byte) []byte { setSection(b, 3, 8, 0x801000); return b }, ErrMalformedTDVF},
 		{"same address", func(b []byte) []byte { setSection(b, 4, 8, 0x809000); return b }, ErrMalformedTDVF},
 	}
@@ -142,7 +144,10 @@ func FuzzParseTDVF(f *testing.F) {
 				s.MemoryDataSize < uint64(s.RawDataSize) || uint64(s.DataOffset)+uint64(s.RawDataSize) > uint64(len(data)) {
 				t.Fatalf("parser accepted section %+v of a %d-byte image", s, len(data))
 			}
-			total += s.MemoryDataSize
+			if s.MemoryAddress+s.MemoryDataSize > 1<<52 {
+				t.Fatalf("parser accepted section %+v beyond 52 bits", s)
+			}
+			total += s.MemoryDataSize // at most 2^52 each: no wrap for any count that fits in memory
 		}
 		if len(fw.Sections()) == 0 {
 			t.Fatal("parser accepted metadata without sections")
