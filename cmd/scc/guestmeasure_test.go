@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sccontainers/scc/attest/policy"
+)
+
+// The measure package's real TDVF and the values known for it and for the
+// guest image writeGuestImage builds (attest/tdx/measure/testdata/README.md
+// says how they were obtained).
+const (
+	tdvfFixture  = "../../attest/tdx/measure/testdata/debian-ovmf-2022.11-6+deb12u2.fd"
+	wantMRTD     = "4c7206f0f483c524f12c366c711e9049030a8d47c471ee5aa9c4999a08de4057fb887fed0744d5631a212967fb231c47"
+	wantMRTDAdds = "acccbcc870a381adab0d3919d90a7f268ac3b0364771f202ed4bb4e892d045b33db3b32e6924cba830a724eed443f7e1"
+	wantRTMR2    = "ff8575528b5dfce8a3411d775284ad682ae335baefce2ad547541e23c3ec92135222e36b2ae5e61501044604bb0f1dea"
+)
+
+// writeGuestImage writes a guest image directory as `scc guest build`
+// leaves it, with small stand-in files.
+func writeGuestImage(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+	kernel, initrd, cmdline := []byte("kernel bytes"), []byte("hello initrd"), "console=ttyS0 quiet"
+	for name, b := range map[string][]byte{"vmlinux": kernel, "initrd.img": initrd} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	manifest, err := json.Marshal(map[string]any{
+		"kernel":         map[string]string{"path": "vmlinux", "sha256": sum(kernel)},
+		"initrd":         map[string]string{"path": "initrd.img", "sha256": sum(initrd)},
+		"cmdline":        cmdline,
+		"cmdline_sha256": sum([]byte(cmdline)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), manifest, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestGuestMeasureTDX(t *testing.T) {
+	dir := writeGuestImage(t)
+	mrConfigID := strings.Repeat("ab", 48)
+	var out bytes.Buffer
+	if err := guestMeasure([]string{"--tee", "tdx", "--firmware", tdvfFixture, "--guest", dir, "--mr-config-id", mrConfigID}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var ref policy.Reference
+	if err := policy.DecodeStrict(out.Bytes(), &ref); err != nil {
+		t.Fatalf("output %s: %v", out.String(), err)
+	}
+	if len(ref.MRTD) != 1 || ref.MRTD[0] != wantMRTD || len(ref.RTMRs["2"]) != 1 || ref.RTMRs["2"][0] != wantRTMR2 || ref.MRConfigID != mrConfigID {
+		t.Fatalf("reference values %s", out.String())
+	}
+
+	// The output is a workload's "tdx" entry: a policy document built from
+	// it accepts a quote with these values and refuses another RTMR[2].
+	doc, err := json.Marshal(policy.Document{
+		Attestation: map[string]policy.TEE{"tdx": {Allow: true}},
+		Workloads:   map[string]policy.Workload{"web": {"tdx": ref}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := policy.Parse(doc)
+	if err != nil {
+		t.Fatalf("policy with the measured values: %v", err)
+	}
+	unhex := func(s string) []byte { b, _ := hex.DecodeString(s); return b }
+	quote := policy.Values{"mrtd": unhex(wantMRTD), "rtmr2": unhex(wantRTMR2), "mr_config_id": unhex(mrConfigID), "rtmr0": make([]byte, 48)}
+	if w, err := d.Match("tdx", quote); err != nil || len(w) != 1 || w[0] != "web" {
+		t.Errorf("Match() = %v, %v", w, err)
+	}
+	quote["rtmr2"] = make([]byte, 48)
+	if _, err := d.Match("tdx", quote); err == nil {
+		t.Error("Match() accepted another RTMR[2]")
+	}
+
+	out.Reset()
+	if err := guestMeasure([]string{"--tee", "tdx", "--firmware", tdvfFixture, "--guest", dir, "--page-order", "adds-first"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), wantMRTDAdds) || strings.Contains(out.String(), "mr_config_id") {
+		t.Errorf("adds-first output %s", out.String())
+	}
+}
+
+func TestGuestMeasureFlagErrors(t *testing.T) {
+	dir := writeGuestImage(t)
+	for _, args := range [][]string{
+		{"--tee", "tdx", "--guest", dir},
+		{"--tee", "tdx", "--firmware", tdvfFixture, "--guest", dir, "--vcpu-type", "EPYC"},
+		{"--tee", "snp", "--firmware", tdvfFixture, "--guest", dir, "--page-order", "per-page"},
+		{"--tee", "tdx", "--firmware", tdvfFixture, "--guest", dir, "--page-order", "sideways"},
+		{"--tee", "tdx", "--firmware", tdvfFixture, "--guest", dir, "--initrd-arg", "middle"},
+		{"--tee", "tdx", "--firmware", tdvfFixture, "--guest", dir, "--mr-config-id", "abcd"},
+		{"--tee", "sev", "--firmware", tdvfFixture, "--guest", dir},
+		{"--tee", "tdx", "--firmware", filepath.Join(dir, "vmlinux"), "--guest", dir},
+	} {
+		if err := guestMeasure(args, &bytes.Buffer{}); err == nil {
+			t.Errorf("guestMeasure(%q) succeeded", args)
+		}
+	}
+}
