@@ -4,10 +4,15 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"time"
 
+	"github.com/sccontainers/scc/internal/sched"
 	"github.com/sccontainers/scc/shim"
 )
+
+// fillNice is the nice value of `scc pool fill` and the VMs it starts.
+const fillNice = 10
 
 func runPool(ctx context.Context, args []string) error {
 	usage := fmt.Errorf("usage: scc pool fill|list|drain [--config FILE] [--vcpus N --memory-mib N --kernel-params S]")
@@ -25,6 +30,12 @@ func runPool(ctx context.Context, args []string) error {
 	}
 	switch args[0] {
 	case "fill":
+		// Filling is background work; the VMs it starts inherit the
+		// priority, and get the normal one back when a sandbox takes
+		// them.
+		if err := sched.SetNice(os.Getpid(), fillNice); err != nil {
+			return err
+		}
 		start := time.Now()
 		n, err := shim.FillPool(ctx, cfg)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
+	"github.com/sccontainers/scc/internal/sched"
 	"github.com/sccontainers/scc/vmm"
 )
 
@@ -64,6 +65,12 @@ func (d Driver) Adopt(ctx context.Context, cfg vmm.Config) (*VM, error) {
 	if !isQEMUOf(pid, v.cfg.ID) {
 		pidfd.Close()
 		return nil, fmt.Errorf("adopt vm: pid %d is not the QEMU of vm %s: %w", pid, v.cfg.ID, errdefs.ErrNotFound)
+	}
+	// Pooled VMs are made at low priority, in the background; a VM that
+	// serves a sandbox runs at normal priority.
+	if err := sched.SetNice(pid, 0); err != nil {
+		pidfd.Close()
+		return nil, fmt.Errorf("adopt vm: %w", err)
 	}
 	proc, err := os.FindProcess(pid)
 	if err != nil {
