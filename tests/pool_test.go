@@ -191,3 +191,28 @@ func processExists(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
+
+// TestPoolKillShim kills the shim of a sandbox running in a pooled VM:
+// that QEMU has no parent-death signal tied to the shim, so containerd's
+// cleanup (the shim's delete action) must find and kill it.
+func TestPoolKillShim(t *testing.T) {
+	requireEnv(t)
+	ctx := testContext(t)
+	cfgPath := poolConfig(t, "poolshim", 1)
+	drainAtEnd(t, cfgPath)
+	scc(t, ctx, "pool", "fill", "--config", cfgPath)
+	const id = "pool-shim"
+	pid := startPooled(t, ctx, cfgPath, id)
+	shim := pidOf(t, "containerd-shim-scc-v2", "-id\x00"+id+"\x00")
+	if err := syscall.Kill(shim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, ctx, id, "STOPPED")
+	deadline := time.Now().Add(20 * time.Second)
+	for processExists(pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("pooled QEMU outlived its dead shim's cleanup")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
