@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
+	"github.com/sccontainers/scc/snapshot/pool"
 	"github.com/sccontainers/scc/vmm/qemu"
 )
 
@@ -77,6 +78,11 @@ func cleanupSandboxDir(ctx context.Context, dir, id string) error {
 // vmPid returns the pid of the QEMU process of the VM in dir, checking
 // that the process is still that QEMU before anything signals it.
 func vmPid(dir string) int {
+	// A VM that came from the pool runs under its pool id, and its command
+	// line names the pool directory it started in.
+	if id := pool.ReadID(dir); id != "" {
+		return qemu.ProcessOf(dir, id)
+	}
 	b, err := os.ReadFile(filepath.Join(dir, qemu.PidFileName))
 	if err != nil {
 		return 0

@@ -97,9 +97,6 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create VM state dir: %w", err)
-	}
 	sb := &sandbox{id: id, dir: dir, sharedDir: filepath.Join(dir, "shared"), logDir: cfg.VM.LogDir}
 	defer func() {
 		if retErr != nil {
@@ -109,9 +106,6 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 			}
 		}
 	}()
-	if err := os.Mkdir(sb.sharedDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create shared dir: %w", err)
-	}
 	vc := vmConfig(cfg, img, shortID(id), dir, sb.sharedDir)
 	if pn != nil {
 		vc.Net = pn.devices
@@ -122,19 +116,56 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 		}
 	}
 	if cfg.VM.TPM {
-		sb.tpm, err = swtpm.StartSwtpm(ctx, filepath.Join(dir, "tpm"))
-		if err != nil {
-			return nil, fmt.Errorf("start vTPM: %w", err)
-		}
-		vc.TPM = &vmm.TPM{Socket: sb.tpm.CtrlPath}
+		// A template would give its clones one TPM identity.
 		img.snapshottable = false
 	}
 	start := time.Now()
-	restored := false
-	if tmpl, ok := lookupTemplate(ctx, cfg, img, vc); ok {
-		if err := sb.restore(ctx, cfg, vc, tmpl.StatePath()); err == nil {
-			restored = true
-		} else {
+	source := "boot"
+	pooled := usesPool(cfg) && img.snapshottable
+	if !pooled || !sb.claimPooled(ctx, cfg, img, vc) {
+		if source, err = sb.startOwnVM(ctx, cfg, configPath, img, vc); err != nil {
+			return nil, err
+		}
+	} else {
+		source = "pool"
+	}
+	if pooled {
+		// Refill what this sandbox took, or make the first pooled VMs.
+		spawnPoolFill(ctx, configPath, cfg.VM)
+	}
+	if pn != nil {
+		if _, err := sb.agent.ConfigureNetwork(ctx, pn.config); err != nil {
+			return nil, fmt.Errorf("configure guest network: %w", fromAgent(err))
+		}
+	}
+	log.G(ctx).WithField(logVM, vc.ID).WithField("source", source).WithField("start", time.Since(start)).Debug("VM ready")
+	return sb, nil
+}
+
+// startOwnVM starts a VM of the sandbox's own, in its directory: restored
+// from its configuration's template when there is one and the start mode
+// allows it, else booted. It returns how: "template" or "boot".
+func (sb *sandbox) startOwnVM(ctx context.Context, cfg Config, configPath string, img guestFiles, vc vmm.Config) (string, error) {
+	if err := os.Mkdir(sb.dir, 0o700); err != nil {
+		return "", fmt.Errorf("create VM state dir: %w", err)
+	}
+	if err := os.Mkdir(sb.sharedDir, 0o700); err != nil {
+		return "", fmt.Errorf("create shared dir: %w", err)
+	}
+	if cfg.VM.TPM {
+		var err error
+		sb.tpm, err = swtpm.StartSwtpm(ctx, filepath.Join(sb.dir, "tpm"))
+		if err != nil {
+			return "", fmt.Errorf("start vTPM: %w", err)
+		}
+		vc.TPM = &vmm.TPM{Socket: sb.tpm.CtrlPath}
+	}
+	if cfg.VM.Start != StartBoot {
+		if tmpl, ok := lookupTemplate(ctx, cfg, img, vc); ok {
+			err := sb.restore(ctx, cfg, vc, tmpl.StatePath())
+			if err == nil {
+				return "template", nil
+			}
 			// A template that no longer restores (a changed host) must
 			// not keep sandboxes from starting: boot, and drop it if QEMU
 			// could not load it (not merely in time, on a busy host).
@@ -146,21 +177,14 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 			sb.stopVM(ctx)
 		}
 	}
-	if !restored {
-		if err := sb.boot(ctx, cfg, vc); err != nil {
-			return nil, err
-		}
-		if cfg.Snapshot.Enabled && cfg.Snapshot.AutoCreate && img.snapshottable {
-			spawnTemplateCreation(ctx, configPath, cfg.VM)
-		}
+	if err := sb.boot(ctx, cfg, vc); err != nil {
+		return "", err
 	}
-	if pn != nil {
-		if _, err := sb.agent.ConfigureNetwork(ctx, pn.config); err != nil {
-			return nil, fmt.Errorf("configure guest network: %w", fromAgent(err))
-		}
+	if cfg.VM.Start != StartBoot && cfg.Snapshot.Enabled && cfg.Snapshot.AutoCreate && img.snapshottable && !usesPool(cfg) {
+		// With a pool, the pool's fill makes the template.
+		spawnTemplateCreation(ctx, configPath, cfg.VM)
 	}
-	log.G(ctx).WithField(logVM, vc.ID).WithField("restored", restored).WithField("start", time.Since(start)).Debug("VM ready")
-	return sb, nil
+	return "boot", nil
 }
 
 // vmConfig is the VM of a sandbox. Templates are made from the same

@@ -44,6 +44,7 @@ func runCheck(ctx context.Context, args []string) error {
 		checkSNP(),
 		checkTDX(),
 		checkTemplates(cfg),
+		checkPool(cfg),
 	}
 	failed := false
 	for _, f := range fds {
@@ -184,4 +185,27 @@ func checkTemplates(cfg shim.Config) finding {
 		auto = ", made on first use"
 	}
 	return finding{name: "templates", ok: true, detail: fmt.Sprintf("on: %d in %s%s; VMs with a network device or a vTPM boot", len(ts), cfg.Snapshot.Dir, auto)}
+}
+
+// checkPool reports the start mode and the pool of ready VMs.
+func checkPool(cfg shim.Config) finding {
+	modes := "boot"
+	if cfg.Snapshot.Enabled {
+		modes += ", restore"
+	}
+	if cfg.Pool.Size == 0 {
+		return finding{name: "pool", ok: true, detail: fmt.Sprintf("off (pool.size = 0); vm.start = %s; start modes available: %s", cfg.VM.Start, modes)}
+	}
+	modes += ", pool"
+	es, err := shim.ListPool(cfg)
+	if err != nil {
+		return finding{name: "pool", detail: err.Error()}
+	}
+	ready := 0
+	for _, e := range es {
+		if e.Ready {
+			ready++
+		}
+	}
+	return finding{name: "pool", ok: true, detail: fmt.Sprintf("size %d per VM configuration, %d VMs ready now; vm.start = %s; start modes available: %s", cfg.Pool.Size, ready, cfg.VM.Start, modes)}
 }

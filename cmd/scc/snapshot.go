@@ -18,27 +18,13 @@ func runSnapshot(ctx context.Context, args []string) error {
 		return usage
 	}
 	fs := flag.NewFlagSet("snapshot "+args[0], flag.ContinueOnError)
-	cfgPath := fs.String("config", "", "shim configuration file (default: $SCC_CONFIG or "+shim.DefaultConfigPath+")")
-	vcpus := fs.Int("vcpus", 0, "create: vCPUs of the VM (default: the configuration's)")
-	memory := fs.Int("memory-mib", 0, "create: memory of the VM (default: the configuration's)")
-	params := fs.String("kernel-params", "", "create: extra kernel parameters (default: the configuration's)")
+	load := vmConfigFlags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	cfg, err := shim.LoadConfig(*cfgPath)
+	cfg, err := load()
 	if err != nil {
 		return err
-	}
-	// The shim asks for templates of the VMs it starts, whose size pod
-	// limits and annotations may have changed.
-	if *vcpus > 0 {
-		cfg.VM.VCPUs = *vcpus
-	}
-	if *memory > 0 {
-		cfg.VM.MemoryMiB = *memory
-	}
-	if isSet(fs, "kernel-params") {
-		cfg.VM.ExtraArgs = strings.Fields(*params)
 	}
 	store := snapshot.Store{Dir: cfg.Snapshot.Dir}
 	switch args[0] {
@@ -70,6 +56,32 @@ func runSnapshot(ctx context.Context, args []string) error {
 		return usage
 	}
 	return nil
+}
+
+// vmConfigFlags adds --config and the flags with which the shim names the
+// VM configuration of a sandbox (pod limits and annotations may change the
+// file's); the returned function loads the configuration with them.
+func vmConfigFlags(fs *flag.FlagSet) func() (shim.Config, error) {
+	cfgPath := fs.String("config", "", "shim configuration file (default: $SCC_CONFIG or "+shim.DefaultConfigPath+")")
+	vcpus := fs.Int("vcpus", 0, "vCPUs of the VM (default: the configuration's)")
+	memory := fs.Int("memory-mib", 0, "memory of the VM (default: the configuration's)")
+	params := fs.String("kernel-params", "", "extra kernel parameters (default: the configuration's)")
+	return func() (shim.Config, error) {
+		cfg, err := shim.LoadConfig(*cfgPath)
+		if err != nil {
+			return cfg, err
+		}
+		if *vcpus > 0 {
+			cfg.VM.VCPUs = *vcpus
+		}
+		if *memory > 0 {
+			cfg.VM.MemoryMiB = *memory
+		}
+		if isSet(fs, "kernel-params") {
+			cfg.VM.ExtraArgs = strings.Fields(*params)
+		}
+		return cfg, nil
+	}
 }
 
 func isSet(fs *flag.FlagSet, name string) bool {
