@@ -17,6 +17,7 @@ import (
 
 	agent "github.com/sccontainers/scc/api/agent/v1"
 	"github.com/sccontainers/scc/attest/vtpm/swtpm"
+	"github.com/sccontainers/scc/internal/forward"
 	"github.com/sccontainers/scc/vmm"
 	"github.com/sccontainers/scc/vmm/image"
 )
@@ -31,6 +32,11 @@ type sandbox struct {
 
 	vm     vmm.VM
 	tpm    *swtpm.Swtpm // the VM's vTPM, if any
+	// confidential is the configuration of the sandbox's confidential
+	// containers (after the pod's annotations); stopForward ends its
+	// forwarded channel.
+	confidential ConfidentialConfig
+	stopForward  func()
 	client *ttrpc.Client
 	agent  agent.AgentService
 }
@@ -100,7 +106,7 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create VM state dir: %w", err)
 	}
-	sb := &sandbox{id: id, dir: dir, sharedDir: filepath.Join(dir, "shared"), logDir: cfg.VM.LogDir}
+	sb := &sandbox{id: id, dir: dir, sharedDir: filepath.Join(dir, "shared"), logDir: cfg.VM.LogDir, confidential: cfg.Confidential}
 	defer func() {
 		if retErr != nil {
 			sb.keepConsoleLog(ctx)
@@ -154,6 +160,9 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 			spawnTemplateCreation(ctx, configPath, cfg.VM)
 		}
 	}
+	if err := sb.serveForward(ctx, cfg.Confidential, vc); err != nil {
+		return nil, err
+	}
 	if pn != nil {
 		if _, err := sb.agent.ConfigureNetwork(ctx, pn.config); err != nil {
 			return nil, fmt.Errorf("configure guest network: %w", fromAgent(err))
@@ -179,6 +188,9 @@ func vmConfig(cfg Config, img guestFiles, id, dir, sharedDir string) vmm.Config 
 		Accel:       vmm.Accel(cfg.VM.Accel),
 		Shares:      []vmm.Share{{Tag: agent.SharedTag, Path: sharedDir}},
 		AgentPort:   agent.PortName,
+		// Every VM has the forwarded channel, so that all share one
+		// layout (templates); only confidential containers use it.
+		ForwardPort: forward.PortName,
 		BootTimeout: cfg.VM.BootTimeout.Duration,
 		// One port for the pod network's interface of a VM restored from
 		// a template; every VM has it so that all share one layout.
@@ -264,6 +276,10 @@ func (sb *sandbox) stop(ctx context.Context) error {
 
 // stopVM closes the agent connection and stops the VM, if any.
 func (sb *sandbox) stopVM(ctx context.Context) error {
+	if sb.stopForward != nil {
+		sb.stopForward()
+		sb.stopForward = nil
+	}
 	if sb.client != nil {
 		sb.client.Close()
 		sb.client, sb.agent = nil, nil
