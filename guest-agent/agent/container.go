@@ -25,6 +25,7 @@ type container struct {
 	lc          *libcontainer.Container
 	spec        *specs.Spec // guarded by mu
 	rootfsMount string      // mount point the agent made for the rootfs, or ""
+	imageDir    string      // the image pulled for the container, or ""
 
 	mu     sync.Mutex
 	status status              // guarded by mu

@@ -32,7 +32,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentapi.CreateConta
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRootfs(req.GetRootfs()); err != nil {
+	if err := checkImage(req); err != nil {
 		return nil, err
 	}
 	if err := checkTerminal(spec.Process, req.GetStdio()); err != nil {
@@ -53,10 +53,20 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentapi.CreateConta
 	defer release()
 
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField(fieldContainer, id))
-	c, err := s.create(ctx, id, spec, req.GetRootfs(), req.GetStdio())
+	rootfs, imageDir := req.GetRootfs(), ""
+	if img := req.GetImage(); img != nil {
+		if rootfs, imageDir, err = s.pullRootfs(ctx, id, img); err != nil {
+			return nil, err
+		}
+	}
+	c, err := s.create(ctx, id, spec, rootfs, req.GetStdio())
 	if err != nil {
+		if imageDir != "" {
+			removeImage(ctx, imageDir)
+		}
 		return nil, err
 	}
+	c.imageDir = imageDir
 	s.mu.Lock()
 	s.containers[id] = c
 	s.mu.Unlock()
@@ -249,4 +259,11 @@ func (c *cleanup) run() {
 		(*c)[i]()
 	}
 	*c = nil
+}
+
+// removeImage removes a pulled image; its rootfs must be unmounted.
+func removeImage(ctx context.Context, dir string) {
+	if err := os.RemoveAll(dir); err != nil {
+		log.G(ctx).WithError(err).WithField("dir", dir).Warn("remove pulled image")
+	}
 }
