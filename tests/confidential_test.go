@@ -86,7 +86,7 @@ boot_timeout = "90s"
 kernel_params = [%q]
 
 `, env.run, guestDir(), filepath.Join(env.dir, "snapshots"), env.logs, guestpull.SimKernelParam) +
-		confidentialEnv.broker.ShimConfig(confidentialEnv.registry.Addr, measurement)
+		confidentialEnv.broker.ShimConfig(confidentialEnv.registry.Addr, measurement, false)
 	p := filepath.Join(t.TempDir(), "confidential.toml")
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -33,7 +33,6 @@ const (
 // UnavailableModes are the modes the evaluation is meant to cover once
 // scc implements them; they are listed, not measured.
 var UnavailableModes = []string{
-	"scc confidential: image pulled and unpacked in the guest",
 	"scc confidential, split image with a warm host cache",
 	"scc confidential restore: reuse of a confidential VM template",
 }
@@ -54,6 +53,8 @@ type Report struct {
 	// ScaleOutStopped says why scale-out ran fewer runs than asked.
 	ScaleOutStopped string         `json:"scale_out_stopped,omitempty"`
 	Memory          []MemoryResult `json:"memory,omitempty"`
+	// Image compares where a container's image comes from.
+	Image []ImageSeries `json:"image,omitempty"`
 	// Unavailable lists modes not measured because scc lacks them.
 	Unavailable []string      `json:"unavailable_modes"`
 	Elapsed     time.Duration `json:"elapsed_ns"`

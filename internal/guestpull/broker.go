@@ -82,11 +82,13 @@ func StartBroker(ctx context.Context, dir string) (*Broker, error) {
 	return b, nil
 }
 
-// ShimConfig is the [confidential] section and the kernel parameter of a
-// shim configuration that pulls from registry and gets keys from the
-// broker, its guests reporting measurement.
-func (b *Broker) ShimConfig(registry string, measurement [48]byte) string {
+// ShimConfig is the [confidential] section of a shim configuration that
+// pulls from registry and gets keys from the broker, its guests reporting
+// measurement; enabled makes every container confidential. The guests
+// also need SimKernelParam.
+func (b *Broker) ShimConfig(registry string, measurement [48]byte, enabled bool) string {
 	return fmt.Sprintf(`[confidential]
+enabled = %t
 registry = %q
 registry_plain_http = true
 kbs = %q
@@ -94,7 +96,7 @@ kbs_cert_sha256 = %q
 jwe_keys = [%q]
 sim_authority = %q
 sim_measurement = %q
-`, registry, b.Addr, b.CertSHA256, JWEKeyResource, b.SimDir, hex.EncodeToString(measurement[:]))
+`, enabled, registry, b.Addr, b.CertSHA256, JWEKeyResource, b.SimDir, hex.EncodeToString(measurement[:]))
 }
 
 // SimKernelParam makes the guest attest with the simulated TEE.
