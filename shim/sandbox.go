@@ -32,13 +32,14 @@ type sandbox struct {
 
 	vm     vmm.VM
 	tpm    *swtpm.Swtpm // the VM's vTPM, if any
+	client *ttrpc.Client
+	agent  agent.AgentService
+
 	// confidential is the configuration of the sandbox's confidential
 	// containers (after the pod's annotations); stopForward ends its
 	// forwarded channel.
 	confidential ConfidentialConfig
 	stopForward  func()
-	client *ttrpc.Client
-	agent  agent.AgentService
 }
 
 // ensureSandbox returns the shim's sandbox, booting its VM on first use.
@@ -188,13 +189,13 @@ func vmConfig(cfg Config, img guestFiles, id, dir, sharedDir string) vmm.Config 
 		Accel:       vmm.Accel(cfg.VM.Accel),
 		Shares:      []vmm.Share{{Tag: agent.SharedTag, Path: sharedDir}},
 		AgentPort:   agent.PortName,
-		// Every VM has the forwarded channel, so that all share one
-		// layout (templates); only confidential containers use it.
-		ForwardPort: forward.PortName,
 		BootTimeout: cfg.VM.BootTimeout.Duration,
 		// One port for the pod network's interface of a VM restored from
 		// a template; every VM has it so that all share one layout.
 		HotplugPorts: 1,
+		// Every VM has the forwarded channel, so that all share one
+		// layout (templates); only confidential containers use it.
+		ForwardPort: forward.PortName,
 	}
 }
 

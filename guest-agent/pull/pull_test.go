@@ -287,7 +287,9 @@ func TestPullRefuses(t *testing.T) {
 }
 
 func TestKeyReference(t *testing.T) {
-	enc := func(s string) string { return b64(`{"kid":"` + s + `","wrapped_data":"","iv":"","wrap_type":"A256GCM"}`) }
+	enc := func(s string) string {
+		return b64(`{"kid":"` + s + `","wrapped_data":"","iv":"","wrap_type":"A256GCM"}`)
+	}
 	for _, tc := range []struct {
 		packet, path string
 	}{
