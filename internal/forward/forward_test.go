@@ -101,8 +101,13 @@ func TestForwardCountsBytes(t *testing.T) {
 		}
 	}
 	want := TargetStats{Streams: 2, ToTarget: 2 * 100000, FromTarget: 2 * 100005}
+	ended := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.ended)
+	}
 	deadline := time.Now().Add(5 * time.Second)
-	for p.server.Stats()[TargetRegistry] != want && time.Now().Before(deadline) {
+	for (p.server.Stats()[TargetRegistry] != want || ended() < 2) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if got := p.server.Stats()[TargetRegistry]; got != want {

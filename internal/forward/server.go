@@ -66,7 +66,9 @@ func (s *Server) Serve(ctx context.Context, conn io.ReadWriteCloser) error {
 	for {
 		st, err := sess.AcceptStream()
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, yamux.ErrSessionShutdown) || ctx.Err() != nil {
+			// The guest's end going away, whatever the transport says
+			// about it, ends the session: that is the normal end.
+			if sess.IsClosed() || errors.Is(err, io.EOF) || errors.Is(err, yamux.ErrSessionShutdown) || ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("forward: accept stream: %w", err)
