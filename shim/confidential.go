@@ -65,6 +65,12 @@ type ConfidentialConfig struct {
 	// SimMeasurement is the hex MEASUREMENT (48 bytes) simulated reports
 	// carry.
 	SimMeasurement string `toml:"sim_measurement"`
+	// LayerCache, if set, is the directory of the host's cache of
+	// non-confidential layers of split images (imagesplit): an erofs
+	// image and its dm-verity tree per layer, built once and attached
+	// read-only to the VMs that need it, so that only the confidential
+	// layers cross the registry channel.
+	LayerCache string `toml:"layer_cache"`
 }
 
 func (c ConfidentialConfig) validate() error {

@@ -76,6 +76,13 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		if img, err = sb.confidential.guestImage(spec); err != nil {
 			return nil, fmt.Errorf("create %s: %w", r.ID, err)
 		}
+		if sb.confidential.LayerCache != "" {
+			// Without the cache's disks the guest pulls every layer:
+			// slower, never less safe.
+			if img.LayerDisks, err = sb.attachLayerDisks(ctx, img); err != nil {
+				log.G(ctx).WithError(err).Warn("layer cache: the guest pulls every layer")
+			}
+		}
 	}
 	share, err := sb.share(ctx, r.ID, r.Rootfs, r.Bundle, spec, img == nil)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/log"
@@ -40,6 +41,8 @@ type sandbox struct {
 	// forwarded channel.
 	confidential ConfidentialConfig
 	stopForward  func()
+	diskMu       sync.Mutex
+	disks        map[string]bool // erofs digests of the layer disks attached, guarded by diskMu
 }
 
 // ensureSandbox returns the shim's sandbox, booting its VM on first use.
@@ -190,14 +193,18 @@ func vmConfig(cfg Config, img guestFiles, id, dir, sharedDir string) vmm.Config 
 		Shares:      []vmm.Share{{Tag: agent.SharedTag, Path: sharedDir}},
 		AgentPort:   agent.PortName,
 		BootTimeout: cfg.VM.BootTimeout.Duration,
-		// One port for the pod network's interface of a VM restored from
-		// a template; every VM has it so that all share one layout.
-		HotplugPorts: 1,
+		// Ports for the pod network's interfaces of a VM restored from
+		// a template and for the layer disks of confidential containers;
+		// every VM has them so that all share one layout.
+		HotplugPorts: hotplugPorts,
 		// Every VM has the forwarded channel, so that all share one
 		// layout (templates); only confidential containers use it.
 		ForwardPort: forward.PortName,
 	}
 }
+
+// hotplugPorts is the number of PCIe hotplug ports of every VM.
+const hotplugPorts = 8
 
 // boot starts the VM from its kernel and waits for the agent.
 func (sb *sandbox) boot(ctx context.Context, cfg Config, vc vmm.Config) error {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	agentapi "github.com/sccontainers/scc/api/agent/v1"
+	"github.com/sccontainers/scc/guest-agent/pull"
 )
 
 // CreateContainer creates a container and forks its init process, which
@@ -53,20 +54,21 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentapi.CreateConta
 	defer release()
 
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField(fieldContainer, id))
-	rootfs, imageDir := req.GetRootfs(), ""
+	rootfs := req.GetRootfs()
+	var image *pull.Image
 	if img := req.GetImage(); img != nil {
-		if rootfs, imageDir, err = s.pullRootfs(ctx, id, img); err != nil {
+		if rootfs, image, err = s.pullRootfs(ctx, id, img); err != nil {
 			return nil, err
 		}
 	}
 	c, err := s.create(ctx, id, spec, rootfs, req.GetStdio())
 	if err != nil {
-		if imageDir != "" {
-			removeImage(ctx, imageDir)
+		if image != nil {
+			removeImage(ctx, image)
 		}
 		return nil, err
 	}
-	c.imageDir = imageDir
+	c.image = image
 	s.mu.Lock()
 	s.containers[id] = c
 	s.mu.Unlock()
@@ -262,8 +264,8 @@ func (c *cleanup) run() {
 }
 
 // removeImage removes a pulled image; its rootfs must be unmounted.
-func removeImage(ctx context.Context, dir string) {
-	if err := os.RemoveAll(dir); err != nil {
-		log.G(ctx).WithError(err).WithField("dir", dir).Warn("remove pulled image")
+func removeImage(ctx context.Context, img *pull.Image) {
+	if err := img.Close(); err != nil {
+		log.G(ctx).WithError(err).WithField("dir", img.Dir).Warn("remove pulled image")
 	}
 }

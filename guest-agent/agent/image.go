@@ -43,14 +43,14 @@ func checkImage(req *agentapi.CreateContainerRequest) error {
 
 // pullRootfs pulls a confidential container's image into guest memory and
 // returns the overlay mount of its root: the image's layers, read-only,
-// under a writable layer. The returned directory holds it all; it must be
-// removed once the rootfs is unmounted.
-func (s *Service) pullRootfs(ctx context.Context, id string, img *agentapi.GuestImage) (_ *agentapi.Mount, _ string, retErr error) {
+// under a writable layer. The returned image holds it all; it must be
+// closed once the rootfs is unmounted.
+func (s *Service) pullRootfs(ctx context.Context, id string, img *agentapi.GuestImage) (_ *agentapi.Mount, _ *pull.Image, retErr error) {
 	ch, err := s.channel(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
-	p := &pull.Puller{Channel: ch}
+	p := &pull.Puller{Channel: ch, Disks: img.GetLayerDisks()}
 	if kb := img.GetKeyBroker(); kb != nil {
 		p.Keys = &pull.BrokerKeys{
 			Broker:       &guestBroker{channel: ch, kb: kb, source: s.opts.EvidenceSource},
@@ -59,15 +59,15 @@ func (s *Service) pullRootfs(ctx context.Context, id string, img *agentapi.Guest
 	}
 	dir := filepath.Join(s.opts.ImageDir, id)
 	if err := os.MkdirAll(s.opts.ImageDir, 0o700); err != nil {
-		return nil, "", fmt.Errorf("image dir: %w", err)
+		return nil, nil, fmt.Errorf("image dir: %w", err)
 	}
 	pulled, err := p.Pull(ctx, img, dir)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	defer func() {
 		if retErr != nil {
-			os.RemoveAll(dir)
+			pulled.Close()
 		}
 	}()
 	lower := slices.Clone(pulled.Layers)
@@ -75,7 +75,7 @@ func (s *Service) pullRootfs(ctx context.Context, id string, img *agentapi.Guest
 	upper, work, root := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "rootfs")
 	for _, d := range []string{upper, work} {
 		if err := os.Mkdir(d, 0o755); err != nil {
-			return nil, "", fmt.Errorf("writable layer: %w", err)
+			return nil, nil, fmt.Errorf("writable layer: %w", err)
 		}
 	}
 	log.G(ctx).WithField("manifest", pulled.ManifestDigest.String()).Info("confidential image ready")
@@ -84,7 +84,7 @@ func (s *Service) pullRootfs(ctx context.Context, id string, img *agentapi.Guest
 		Source:  "overlay",
 		Target:  root,
 		Options: []string{"lowerdir=" + strings.Join(lower, ":"), "upperdir=" + upper, "workdir=" + work},
-	}, dir, nil
+	}, pulled, nil
 }
 
 // channel returns the forwarded channel, opening the port on first use

@@ -34,6 +34,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sys/unix"
 
 	agentapi "github.com/sccontainers/scc/api/agent/v1"
 	"github.com/sccontainers/scc/internal/forward"
@@ -55,6 +56,14 @@ type Puller struct {
 	// Keys gets the keys of encrypted layers; nil refuses encrypted
 	// layers.
 	Keys KeyGetter
+	// Disks are the layer disks the host attached: erofs image digest
+	// (imagesplit's io.scc.erofs.digest) to the disk's virtio serial. A
+	// layer whose integrity descriptor names one is mounted from it under
+	// dm-verity instead of being pulled; nothing of the disk is trusted
+	// but what the manifest's root hash checks.
+	Disks map[string]string
+	// SysBlock is where disks are looked up; "" means SysBlockDir.
+	SysBlock string
 }
 
 // Image is a pulled image, unpacked below its directory.
@@ -66,6 +75,32 @@ type Image struct {
 	ManifestDigest v1.Hash
 	// Bytes is the size of the blobs that were fetched.
 	Bytes int64
+	// DiskLayers counts the layers mounted from the host's disks.
+	DiskLayers int
+
+	mounts []string // erofs mounts of layer disks
+	dms    []string // their dm-verity devices
+}
+
+// Close unmounts the layer disks and removes the image's directory. The
+// container's rootfs above it must be unmounted first.
+func (img *Image) Close() error {
+	var errs []error
+	for i := len(img.mounts) - 1; i >= 0; i-- {
+		if err := unix.Unmount(img.mounts[i], 0); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmount layer disk: %w", err))
+		}
+	}
+	for _, name := range img.dms {
+		if err := closeDM(name); err != nil {
+			errs = append(errs, fmt.Errorf("close dm-verity device %s: %w", name, err))
+		}
+	}
+	if len(errs) > 0 {
+		// Leave the directory: removing it would descend into mounts.
+		return errors.Join(errs...)
+	}
+	return os.RemoveAll(img.Dir)
 }
 
 // Pull pulls the image req names into dir, which it creates: one
@@ -104,19 +139,26 @@ func (p *Puller) Pull(ctx context.Context, req *agentapi.GuestImage, dir string)
 	if err := os.MkdirAll(filepath.Join(dir, "layers"), 0o700); err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
+	out := &Image{Dir: dir, ManifestDigest: mdigest}
 	defer func() {
 		if retErr != nil {
-			os.RemoveAll(dir)
+			out.Close()
 		}
 	}()
-	out := &Image{Dir: dir, ManifestDigest: mdigest}
 	for i, desc := range manifest.Layers {
-		l, err := img.LayerByDigest(desc.Digest)
-		if err != nil {
-			return nil, fmt.Errorf("pull %s: layer %d: %w", ref, i, err)
-		}
 		ld := filepath.Join(dir, "layers", strconv.Itoa(i))
 		if err := os.Mkdir(ld, 0o755); err != nil {
+			return nil, fmt.Errorf("pull %s: layer %d: %w", ref, i, err)
+		}
+		if ok, err := p.fromDisk(ctx, out, i, desc, ld); err != nil {
+			return nil, fmt.Errorf("pull %s: layer %d (%s): %w", ref, i, desc.Digest, err)
+		} else if ok {
+			out.Layers = append(out.Layers, ld)
+			out.DiskLayers++
+			continue
+		}
+		l, err := img.LayerByDigest(desc.Digest)
+		if err != nil {
 			return nil, fmt.Errorf("pull %s: layer %d: %w", ref, i, err)
 		}
 		lu := layerUnpack{index: i, desc: desc, diffID: cfg.RootFS.DiffIDs[i], keys: p.Keys}
@@ -126,9 +168,37 @@ func (p *Puller) Pull(ctx context.Context, req *agentapi.GuestImage, dir string)
 		out.Layers = append(out.Layers, ld)
 		out.Bytes += desc.Size
 	}
-	log.G(ctx).WithField("manifest", mdigest.String()).WithField("layers", len(out.Layers)).
+	log.G(ctx).WithField("manifest", mdigest.String()).WithField("layers", len(out.Layers)).WithField("disk_layers", out.DiskLayers).
 		WithField("bytes", out.Bytes).WithField("duration", time.Since(start)).Info("image pulled")
 	return out, nil
+}
+
+// fromDisk mounts layer i from the host's disk when the host attached one
+// for its integrity descriptor; false when it did not.
+func (p *Puller) fromDisk(ctx context.Context, img *Image, i int, desc v1.Descriptor, dir string) (bool, error) {
+	in, ok, err := layerIntegrity(desc)
+	if err != nil || !ok {
+		return false, err
+	}
+	serial, ok := p.Disks[in.erofsDigest]
+	if !ok {
+		return false, nil
+	}
+	sys := p.SysBlock
+	if sys == "" {
+		sys = SysBlockDir
+	}
+	dev, err := findDisk(ctx, sys, serial)
+	if err != nil {
+		return false, err
+	}
+	name := "scc-" + filepath.Base(img.Dir) + "-" + strconv.Itoa(i)
+	if err := mountDisk(ctx, dev, name, in, dir); err != nil {
+		return false, err
+	}
+	img.dms = append(img.dms, name)
+	img.mounts = append(img.mounts, dir)
+	return true, nil
 }
 
 // reference is the image to pull: by the pinned digest when there is one.

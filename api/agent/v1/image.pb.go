@@ -38,7 +38,14 @@ type GuestImage struct {
 	RegistryPlainHttp bool `protobuf:"varint,3,opt,name=registry_plain_http,json=registryPlainHttp,proto3" json:"registry_plain_http,omitempty"`
 	// key_broker says how to reach the key broker (the channel's "kbs"
 	// target) for the keys of encrypted layers.
-	KeyBroker     *KeyBroker `protobuf:"bytes,4,opt,name=key_broker,json=keyBroker,proto3" json:"key_broker,omitempty"`
+	KeyBroker *KeyBroker `protobuf:"bytes,4,opt,name=key_broker,json=keyBroker,proto3" json:"key_broker,omitempty"`
+	// layer_disks are the read-only disks the host attached for the
+	// image's non-confidential layers: the digest of a layer's erofs image
+	// (the manifest's io.scc.erofs.digest annotation) to the virtio serial
+	// of the disk holding that image and its dm-verity tree. The guest
+	// mounts such a layer under dm-verity with the manifest's root hash
+	// instead of pulling it.
+	LayerDisks    map[string]string `protobuf:"bytes,5,rep,name=layer_disks,json=layerDisks,proto3" json:"layer_disks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -97,6 +104,13 @@ func (x *GuestImage) GetRegistryPlainHttp() bool {
 func (x *GuestImage) GetKeyBroker() *KeyBroker {
 	if x != nil {
 		return x.KeyBroker
+	}
+	return nil
+}
+
+func (x *GuestImage) GetLayerDisks() map[string]string {
+	if x != nil {
+		return x.LayerDisks
 	}
 	return nil
 }
@@ -192,14 +206,19 @@ var File_agent_v1_image_proto protoreflect.FileDescriptor
 
 const file_agent_v1_image_proto_rawDesc = "" +
 	"\n" +
-	"\x14agent/v1/image.proto\x12\fscc.agent.v1\"\xbb\x01\n" +
+	"\x14agent/v1/image.proto\x12\fscc.agent.v1\"\xc5\x02\n" +
 	"\n" +
 	"GuestImage\x12\x1c\n" +
 	"\treference\x18\x01 \x01(\tR\treference\x12'\n" +
 	"\x0fmanifest_digest\x18\x02 \x01(\tR\x0emanifestDigest\x12.\n" +
 	"\x13registry_plain_http\x18\x03 \x01(\bR\x11registryPlainHttp\x126\n" +
 	"\n" +
-	"key_broker\x18\x04 \x01(\v2\x17.scc.agent.v1.KeyBrokerR\tkeyBroker\"\xc9\x01\n" +
+	"key_broker\x18\x04 \x01(\v2\x17.scc.agent.v1.KeyBrokerR\tkeyBroker\x12I\n" +
+	"\vlayer_disks\x18\x05 \x03(\v2(.scc.agent.v1.GuestImage.LayerDisksEntryR\n" +
+	"layerDisks\x1a=\n" +
+	"\x0fLayerDisksEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc9\x01\n" +
 	"\tKeyBroker\x12\x1f\n" +
 	"\vcert_sha256\x18\x01 \x01(\tR\n" +
 	"certSha256\x12\x1d\n" +
@@ -221,18 +240,20 @@ func file_agent_v1_image_proto_rawDescGZIP() []byte {
 	return file_agent_v1_image_proto_rawDescData
 }
 
-var file_agent_v1_image_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_agent_v1_image_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_agent_v1_image_proto_goTypes = []any{
 	(*GuestImage)(nil), // 0: scc.agent.v1.GuestImage
 	(*KeyBroker)(nil),  // 1: scc.agent.v1.KeyBroker
+	nil,                // 2: scc.agent.v1.GuestImage.LayerDisksEntry
 }
 var file_agent_v1_image_proto_depIdxs = []int32{
 	1, // 0: scc.agent.v1.GuestImage.key_broker:type_name -> scc.agent.v1.KeyBroker
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	2, // 1: scc.agent.v1.GuestImage.layer_disks:type_name -> scc.agent.v1.GuestImage.LayerDisksEntry
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_image_proto_init() }
@@ -246,7 +267,7 @@ func file_agent_v1_image_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_image_proto_rawDesc), len(file_agent_v1_image_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
