@@ -311,3 +311,71 @@ func TestConfidentialRefused(t *testing.T) {
 		})
 	}
 }
+
+func TestConfidentialLayerCache(t *testing.T) {
+	requireEnv(t)
+	setupConfidential(t)
+	ctx := testContext(t)
+	kbsKey, err := layercrypt.NewKBSKey("kbs:///default/image-key/split")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := confidentialEnv.broker.Server.SetResource(ctx, kbsKey.ResourcePath(), kbsKey.KEK); err != nil {
+		t.Fatal(err)
+	}
+	// busybox stays plain with an integrity descriptor (erofs, dm-verity
+	// root hash in the manifest); the secret layer is encrypted.
+	si := pushSecretImage(t, "split:v1", imagesplit.ByIndex{1}, kbsKey)
+	base, secret := si.Layers[0], si.Layers[1]
+	cache := filepath.Join(env.dir, "layer-cache")
+	cfg := confidentialConfig(t, confidentialEnv.broker.Measurement)
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, append(b, fmt.Sprintf("layer_cache = %q\n", cache)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Cold: the host builds the cache entry; warm: it attaches it again.
+	for _, round := range []string{"cold", "warm"} {
+		out, stats, stderr, code := runConfidential(t, ctx, cfg, "split-"+round, si)
+		if code != 0 || out != si.Secret {
+			t.Fatalf("%s cache: exit %d, output %q, want %q (stderr: %s)", round, code, out, si.Secret, stderr)
+		}
+		reg := stats[forward.TargetRegistry]
+		t.Logf("%s cache: %d bytes from the registry (confidential layer %d bytes, cached layer %d bytes)", round, reg.FromTarget, secret.Size, base.Size)
+		if reg.FromTarget < secret.Size || reg.FromTarget >= secret.Size+base.Size {
+			t.Errorf("%s cache: %d bytes crossed the registry channel; want the confidential layer's %d and not the cached layer's %d",
+				round, reg.FromTarget, secret.Size, base.Size)
+		}
+	}
+	checkNoLeaks(t)
+	if found := findOnHost(si.Marker, hostDirs()...); len(found) > 0 {
+		t.Errorf("the confidential layer's marker is on the host: %s", strings.Join(found, ", "))
+	}
+
+	// A host that changes the cached disk is caught by the guest.
+	disks, _ := filepath.Glob(filepath.Join(cache, "*.img"))
+	if len(disks) != 1 {
+		t.Fatalf("cache holds %v, want one disk", disks)
+	}
+	t.Cleanup(func() { os.Remove(disks[0]) })
+	d, err := os.ReadFile(disks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	d[8192] ^= 0xff
+	if err := os.WriteFile(disks[0], d, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, stderr, code := runConfidential(t, ctx, cfg, "split-tampered", si)
+	t.Logf("ctr: %s", strings.TrimSpace(stderr))
+	if code == 0 || out != "" {
+		t.Fatalf("container ran on a modified layer disk (exit %d, output %q)", code, out)
+	}
+	if !strings.Contains(stderr, "dm-verity") {
+		t.Errorf("error %q does not say dm-verity refused the disk", stderr)
+	}
+	checkNoLeaks(t)
+}

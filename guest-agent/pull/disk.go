@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/go-dmverity/pkg/dm"
 	"github.com/containerd/go-dmverity/pkg/verity"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
@@ -69,15 +70,9 @@ const verity4K = 4096
 // followed by its dm-verity tree (superblock block, then the tree), under
 // dm-verity with every parameter from the manifest, reads it whole so
 // that any block the host changed fails now rather than in the container,
-// and mounts it read-only at dir. It returns the dm device's name.
+// and mounts it read-only at dir, under the dm device name.
 func mountDisk(ctx context.Context, dev, name string, in integrity, dir string) (retErr error) {
-	params := verity.DefaultParams()
-	params.DataBlockSize, params.HashBlockSize = verity4K, verity4K
-	params.DataBlocks = uint64(in.erofsSize / verity4K)
-	params.Salt, params.SaltSize = in.salt, uint16(len(in.salt))
-	params.NoSuperblock = true
-	params.HashAreaOffset = uint64(in.erofsSize) + verity4K
-	mapped, err := verity.Open(&params, name, dev, dev, in.rootHash, "", nil)
+	mapped, err := openVerity(name, dev, in)
 	if err != nil {
 		return fmt.Errorf("open %s under dm-verity: %w", dev, err)
 	}
@@ -93,6 +88,56 @@ func mountDisk(ctx context.Context, dev, name string, in integrity, dir string) 
 		return fmt.Errorf("mount erofs layer %s: %w", mapped, err)
 	}
 	return nil
+}
+
+// openVerity maps dev under a dm-verity target called name and returns
+// its device node. The guest has no udev to make /dev/mapper/NAME: the
+// node is devtmpfs's /dev/dm-MINOR.
+func openVerity(name, dev string, in integrity) (_ string, retErr error) {
+	params, err := dm.BuildTargetParams(dm.OpenArgs{
+		Version:       1,
+		DataDevice:    dev,
+		HashDevice:    dev,
+		DataBlockSize: verity4K,
+		HashBlockSize: verity4K,
+		DataBlocks:    uint64(in.erofsSize / verity4K),
+		HashName:      "sha256",
+		RootDigest:    in.rootHash,
+		Salt:          in.salt,
+		// The tree follows the erofs image and the superblock's block.
+		HashStartBytes: uint64(in.erofsSize) + verity4K,
+	})
+	if err != nil {
+		return "", err
+	}
+	c, err := dm.Open()
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	devno, err := c.CreateDevice(name)
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if retErr != nil {
+			_ = c.RemoveDevice(name)
+		}
+	}()
+	if err := c.LoadTable(name, []dm.Target{{Length: uint64(in.erofsSize) / 512, Type: "verity", Params: params}}); err != nil {
+		return "", err
+	}
+	if err := c.SuspendDevice(name, false); err != nil {
+		return "", err
+	}
+	node := fmt.Sprintf("/dev/dm-%d", unix.Minor(devno))
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(node); err == nil {
+			return node, nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return "", fmt.Errorf("dm device %s has no node %s", name, node)
 }
 
 // readAll reads the verified device to its end: dm-verity checks each
