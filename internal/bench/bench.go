@@ -27,8 +27,9 @@ const (
 	PhaseStart  = "start"
 	PhaseScale  = "scale"
 	PhaseMemory = "memory"
-	// PhaseImage compares a container whose image the host shares with
-	// one whose encrypted image the guest pulls (internal/bench/image.go).
+	// PhaseImage compares a container whose image the host shares, one
+	// whose encrypted image the guest pulls, and one whose split image
+	// comes partly from the host's layer cache (internal/bench/image.go).
 	PhaseImage = "image"
 )
 
@@ -215,7 +216,7 @@ func Run(ctx context.Context, opts Options) (_ *Report, retErr error) {
 		rep.Memory = r.memory(ctx)
 	}
 	if opts.phase(PhaseImage) {
-		r.progressf("image: (a) shared from the host, (b) encrypted and pulled in the guest; %d runs per mode, modes alternating\n", opts.Runs)
+		r.progressf("image: (a) shared from the host, (b) encrypted and pulled in the guest, (c) split with a warm host cache; %d runs per mode, modes alternating\n", opts.Runs)
 		if rep.Image, err = r.imagePhase(ctx); err != nil {
 			return nil, err
 		}

@@ -33,7 +33,6 @@ const (
 // UnavailableModes are the modes the evaluation is meant to cover once
 // scc implements them; they are listed, not measured.
 var UnavailableModes = []string{
-	"scc confidential, split image with a warm host cache",
 	"scc confidential restore: reuse of a confidential VM template",
 }
 

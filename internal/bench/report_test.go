@@ -121,7 +121,7 @@ func TestWriteText(t *testing.T) {
 		"(b) encrypted image pulled in the guest", // image phase
 		"2.5x",         // 5 s / 2 s
 		"(a) has none", // registry bytes of (a)
-		"(c) split image with a warm host cache",
+		"(c): busybox layer plain",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("text lacks %q:\n%s", want, out)
