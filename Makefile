@@ -13,6 +13,8 @@ CONTAINERD_BIN := $(SCC_CACHE_DIR)/containerd-$(CONTAINERD_VERSION)/bin
 # crictl (and later critest), pinned by hack/tools/go.mod.
 TOOLS_BIN := $(SCC_CACHE_DIR)/tools/bin
 CRICTL := $(TOOLS_BIN)/crictl
+# distribution's registry: critest's images and the guest pull tests.
+REGISTRY := $(TOOLS_BIN)/registry
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 GO ?= go
@@ -21,7 +23,7 @@ GO_LDFLAGS := -X github.com/sccontainers/scc/shim.Version=$(VERSION)
 # libcontainer needs cgo (nsenter), so it is linked statically with cgo.
 AGENT_TAGS := netgo osusergo static_build seccomp
 
-export SCC_CACHE_DIR GUEST_DIR CONTAINERD_BIN CRICTL
+export SCC_CACHE_DIR GUEST_DIR CONTAINERD_BIN CRICTL REGISTRY
 
 .PHONY: help deps build agent guest containerd tools protos check-protos test unit e2e demo bench lint clean
 
@@ -32,7 +34,7 @@ deps: ## Install what building and testing need (apt packages, containerd and cr
 	hack/install-deps.sh
 	$(MAKE) containerd tools
 
-tools: $(CRICTL) ## Build crictl at the version hack/tools/go.mod pins.
+tools: $(CRICTL) $(REGISTRY) ## Build crictl and the registry at the versions hack/tools/go.mod pins.
 
 $(CRICTL): hack/tools/go.mod
 	mkdir -p $(TOOLS_BIN)
@@ -90,7 +92,6 @@ clean: ## Remove build outputs.
 # cri-tools' CRI validation suite and the registry it pulls its test
 # images from, pinned by hack/tools/go.mod.
 CRITEST := $(TOOLS_BIN)/critest
-REGISTRY := $(TOOLS_BIN)/registry
 CRITEST_REPORT ?= $(CURDIR)/build/critest
 
 .PHONY: critest

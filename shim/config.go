@@ -29,6 +29,8 @@ type Config struct {
 	VM       VMConfig       `toml:"vm"`
 	Snapshot SnapshotConfig `toml:"snapshot"`
 	Pool     PoolConfig     `toml:"pool"`
+	// Confidential makes containers pull their images in the guest.
+	Confidential ConfidentialConfig `toml:"confidential"`
 	// EnableAnnotations lists the io.scc.* pod annotations a pod may use to
 	// change its VM: RE2 expressions matched against the whole annotation
 	// name (see AnnotationPolicy and docs/kubernetes.md). Empty: none.
@@ -204,5 +206,5 @@ func (c Config) validate() error {
 	if err := (AnnotationPolicy{Enable: c.EnableAnnotations}).validate(); err != nil {
 		return err
 	}
-	return nil
+	return c.Confidential.validate()
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/log"
@@ -17,6 +18,7 @@ import (
 
 	agent "github.com/sccontainers/scc/api/agent/v1"
 	"github.com/sccontainers/scc/attest/vtpm/swtpm"
+	"github.com/sccontainers/scc/internal/forward"
 	"github.com/sccontainers/scc/vmm"
 	"github.com/sccontainers/scc/vmm/image"
 )
@@ -33,6 +35,14 @@ type sandbox struct {
 	tpm    *swtpm.Swtpm // the VM's vTPM, if any
 	client *ttrpc.Client
 	agent  agent.AgentService
+
+	// confidential is the configuration of the sandbox's confidential
+	// containers (after the pod's annotations); stopForward ends its
+	// forwarded channel.
+	confidential ConfidentialConfig
+	stopForward  func()
+	diskMu       sync.Mutex
+	disks        map[string]bool // erofs digests of the layer disks attached, guarded by diskMu
 }
 
 // ensureSandbox returns the shim's sandbox, booting its VM on first use.
@@ -97,7 +107,7 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
-	sb := &sandbox{id: id, dir: dir, sharedDir: filepath.Join(dir, "shared"), logDir: cfg.VM.LogDir}
+	sb := &sandbox{id: id, dir: dir, sharedDir: filepath.Join(dir, "shared"), logDir: cfg.VM.LogDir, confidential: cfg.Confidential}
 	defer func() {
 		if retErr != nil {
 			sb.keepConsoleLog(ctx)
@@ -132,6 +142,9 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 	if pooled {
 		// Refill what this sandbox took, or make the first pooled VMs.
 		spawnPoolFill(ctx, configPath, cfg.VM)
+	}
+	if err := sb.serveForward(ctx, cfg.Confidential, vc); err != nil {
+		return nil, err
 	}
 	if pn != nil {
 		if _, err := sb.agent.ConfigureNetwork(ctx, pn.config); err != nil {
@@ -204,11 +217,18 @@ func vmConfig(cfg Config, img guestFiles, id, dir, sharedDir string) vmm.Config 
 		Shares:      []vmm.Share{{Tag: agent.SharedTag, Path: sharedDir}},
 		AgentPort:   agent.PortName,
 		BootTimeout: cfg.VM.BootTimeout.Duration,
-		// One port for the pod network's interface of a VM restored from
-		// a template; every VM has it so that all share one layout.
-		HotplugPorts: 1,
+		// Ports for the pod network's interfaces of a VM restored from
+		// a template and for the layer disks of confidential containers;
+		// every VM has them so that all share one layout.
+		HotplugPorts: hotplugPorts,
+		// Every VM has the forwarded channel, so that all share one
+		// layout (templates); only confidential containers use it.
+		ForwardPort: forward.PortName,
 	}
 }
+
+// hotplugPorts is the number of PCIe hotplug ports of every VM.
+const hotplugPorts = 8
 
 // boot starts the VM from its kernel and waits for the agent.
 func (sb *sandbox) boot(ctx context.Context, cfg Config, vc vmm.Config) error {
@@ -288,6 +308,10 @@ func (sb *sandbox) stop(ctx context.Context) error {
 
 // stopVM closes the agent connection and stops the VM, if any.
 func (sb *sandbox) stopVM(ctx context.Context) error {
+	if sb.stopForward != nil {
+		sb.stopForward()
+		sb.stopForward = nil
+	}
 	if sb.client != nil {
 		sb.client.Close()
 		sb.client, sb.agent = nil, nil

@@ -24,7 +24,7 @@ import (
 
 // templateLayout changes whenever the VM's device layout changes in a way
 // the key's other fields do not show, so old templates stop matching.
-const templateLayout = 2
+const templateLayout = 3
 
 // templateKey is everything that must match between a template and the
 // VMs restored from it. Paths that differ per VM (state directory, shared
@@ -42,6 +42,7 @@ type templateKey struct {
 	QEMUSize      int64
 	QEMUModTime   time.Time
 	AgentPort     string
+	ForwardPort   string
 	HotplugPorts  int
 	SharedTag     string
 	SharedGuestAt string
@@ -73,6 +74,7 @@ func newTemplateKey(cfg Config, img guestFiles, vc vmm.Config) (templateKey, err
 		QEMUSize:      fi.Size(),
 		QEMUModTime:   fi.ModTime().UTC(),
 		AgentPort:     vc.AgentPort,
+		ForwardPort:   vc.ForwardPort,
 		HotplugPorts:  vc.HotplugPorts,
 		SharedTag:     agent.SharedTag,
 		SharedGuestAt: agent.GuestSharedDir,

@@ -21,8 +21,9 @@ const (
 
 // Names of the files every driver creates in Config.StateDir.
 const (
-	AgentSocketName = "agent.sock"
-	ConsoleLogName  = "console.log"
+	AgentSocketName   = "agent.sock"
+	ForwardSocketName = "forward.sock"
+	ConsoleLogName    = "console.log"
 )
 
 // MaxStateDirLen bounds len(Config.StateDir). A unix socket path holds at
@@ -54,6 +55,10 @@ type Config struct {
 
 	Shares    []Share
 	AgentPort string // virtio-serial port name the guest agent opens
+	// ForwardPort, if set, is a second virtio-serial port, the guest's
+	// byte channel to services the host forwards (registry, key broker);
+	// its host end is the unix socket ForwardAddr.
+	ForwardPort string
 
 	// BootTimeout bounds how long the caller waits for the guest agent
 	// after Start. Drivers also use it to bound Start itself.
@@ -75,6 +80,9 @@ type Config struct {
 
 // AgentAddr is the host unix socket of the agent's virtio-serial port.
 func (c Config) AgentAddr() string { return filepath.Join(c.StateDir, AgentSocketName) }
+
+// ForwardAddr is the host unix socket of the forwarded channel's port.
+func (c Config) ForwardAddr() string { return filepath.Join(c.StateDir, ForwardSocketName) }
 
 // ConsoleLog is the file the guest serial console is written to.
 func (c Config) ConsoleLog() string { return filepath.Join(c.StateDir, ConsoleLogName) }
@@ -152,6 +160,9 @@ func (c Config) Validate() error {
 		bad("agent port is empty")
 	} else if !namePattern.MatchString(c.AgentPort) {
 		bad("agent port %q: want letters, digits, '.', '_' and '-'", c.AgentPort)
+	}
+	if c.ForwardPort != "" && (!namePattern.MatchString(c.ForwardPort) || c.ForwardPort == c.AgentPort) {
+		bad("forward port %q: want letters, digits, '.', '_' and '-', and a name other than the agent port's", c.ForwardPort)
 	}
 	if c.BootTimeout <= 0 {
 		bad("boot timeout %v: want a positive duration", c.BootTimeout)

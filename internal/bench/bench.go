@@ -28,6 +28,10 @@ const (
 	PhaseStart  = "start"
 	PhaseScale  = "scale"
 	PhaseMemory = "memory"
+	// PhaseImage compares a container whose image the host shares, one
+	// whose encrypted image the guest pulls, and one whose split image
+	// comes partly from the host's layer cache (internal/bench/image.go).
+	PhaseImage = "image"
 )
 
 // Options configure a benchmark run.
@@ -37,6 +41,7 @@ type Options struct {
 	ShimDir  string // containerd-shim-scc-v2 and scc
 	GuestDir string // scc guest image
 	Busybox  string // static busybox for the image
+	Registry string // distribution's registry binary, for PhaseImage
 	QEMU     string // QEMU binary the shim runs (for the machine description)
 	Version  string // scc version, for the report
 
@@ -83,6 +88,8 @@ func (o Options) validate() error {
 		return errors.New("VM memory must be at least 64 MiB")
 	case !filepath.IsAbs(o.Dir):
 		return fmt.Errorf("bench dir %q must be absolute", o.Dir)
+	case o.phase(PhaseImage) && o.Registry == "":
+		return errors.New("the image phase needs the registry binary (make tools)")
 	case o.BinDir == "" || o.GuestDir == "" || o.ShimDir == "":
 		return errors.New("containerd, shim and guest directories must be set")
 	}
@@ -93,7 +100,7 @@ func (o Options) validate() error {
 	}
 	for _, p := range o.Phases {
 		switch p {
-		case PhaseStart, PhaseScale, PhaseMemory:
+		case PhaseStart, PhaseScale, PhaseMemory, PhaseImage:
 		default:
 			return fmt.Errorf("unknown phase %q", p)
 		}
@@ -127,7 +134,7 @@ type runner struct {
 func Run(ctx context.Context, opts Options) (_ *Report, retErr error) {
 	// The shims and containerd run elsewhere: relative paths would not
 	// resolve there.
-	for _, p := range []*string{&opts.BinDir, &opts.ShimDir, &opts.GuestDir, &opts.Busybox} {
+	for _, p := range []*string{&opts.BinDir, &opts.ShimDir, &opts.GuestDir, &opts.Busybox, &opts.Registry} {
 		if *p == "" {
 			continue
 		}
@@ -217,6 +224,12 @@ func Run(ctx context.Context, opts Options) (_ *Report, retErr error) {
 		if opts.PoolSize > 0 {
 			r.progressf("memory: %d idle pooled VMs, PSS after %v\n", opts.IdleSandboxes, opts.Settle)
 			rep.PooledVMs = r.pooledMemory(ctx)
+		}
+	}
+	if opts.phase(PhaseImage) {
+		r.progressf("image: (a) shared from the host, (b) encrypted and pulled in the guest, (c) split with a warm host cache; %d runs per mode, modes alternating\n", opts.Runs)
+		if rep.Image, err = r.imagePhase(ctx); err != nil {
+			return nil, err
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -385,12 +398,17 @@ func (r *runner) importImage(ctx context.Context) error {
 // extra flags before the image and the command after it, and returns its
 // wall time.
 func (r *runner) ctrRun(ctx context.Context, m Mode, id string, flags []string, command ...string) (time.Duration, error) {
+	return r.ctrRunImage(ctx, m, imageRef, id, flags, command...)
+}
+
+// ctrRunImage is ctrRun of another image.
+func (r *runner) ctrRunImage(ctx context.Context, m Mode, image, id string, flags []string, command ...string) (time.Duration, error) {
 	args := append([]string{"run"}, flags...)
 	args = append(args, "--runtime", m.Runtime)
 	if m.Key != ModeRunc {
 		args = append(args, "--runtime-config-path", r.configs[configKey(m)])
 	}
-	args = append(append(args, imageRef, id), command...)
+	args = append(append(args, image, id), command...)
 	cmd := r.d.Ctr(ctx, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -37,8 +37,6 @@ const (
 // UnavailableModes are the modes the evaluation is meant to cover once
 // scc implements them; they are listed, not measured.
 var UnavailableModes = []string{
-	"scc confidential: image pulled and unpacked in the guest",
-	"scc confidential, split image with a warm host cache",
 	"scc confidential restore: reuse of a confidential VM template",
 }
 
@@ -61,6 +59,8 @@ type Report struct {
 	// PooledVMs is the memory of idle pooled VMs (ready, paused, no
 	// sandbox yet), one "sandbox" per VM.
 	PooledVMs *MemoryResult `json:"pooled_vms,omitempty"`
+	// Image compares where a container's image comes from.
+	Image []ImageSeries `json:"image,omitempty"`
 	// Unavailable lists modes not measured because scc lacks them.
 	Unavailable []string      `json:"unavailable_modes"`
 	Elapsed     time.Duration `json:"elapsed_ns"`

@@ -42,6 +42,9 @@ func tables(rep *Report) []table {
 	if len(rep.Memory) > 0 || rep.PooledVMs != nil {
 		ts = append(ts, memoryTable(rep))
 	}
+	if len(rep.Image) > 0 {
+		ts = append(ts, imageTable(rep))
+	}
 	if len(rep.Unavailable) > 0 {
 		t := table{title: "Not measured yet", header: []string{"mode", "status"}, notes: []string{"Modes the evaluation covers once scc has them."}}
 		for _, u := range rep.Unavailable {

@@ -36,9 +36,10 @@ const (
 
 // DefaultModules returns the modules the guest agent needs: virtio
 // transport, console and block devices, the entropy source, 9p for shared
-// directories, erofs image layers and overlayfs to stack them.
+// directories, erofs image layers, dm-verity to check them and overlayfs
+// to stack them.
 func DefaultModules() []string {
-	return []string{"virtio_pci", "virtio_console", "9pnet_virtio", "9p", "overlay", "virtio_blk", "virtio_rng", "erofs", "virtio_net", "configfs", "bridge", "veth", "tun"}
+	return []string{"virtio_pci", "virtio_console", "9pnet_virtio", "9p", "overlay", "virtio_blk", "virtio_rng", "erofs", "dm_mod", "dm_verity", "virtio_net", "configfs", "bridge", "veth", "tun"}
 }
 
 // Options configure Build. Zero fields take the defaults.

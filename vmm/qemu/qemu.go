@@ -119,6 +119,8 @@ type VM struct {
 	qmp      *qmp.Client // set once the handshake succeeded, guarded by mu
 	stopping bool        // Stop or a failed Start is ending QEMU, guarded by mu
 	exitErr  error       // why QEMU exited, guarded by mu; final once done is closed
+
+	disks map[int]string // hotplug port -> serial of the disk on it, guarded by mu
 }
 
 // Config returns the VM's configuration with defaults applied and the
