@@ -67,6 +67,10 @@ func ExpectedTDXMeasurements(cfg vmm.Config, tdvf []byte, host TDXHost) (TDXMeas
 	}
 	m := TDXMeasurements{MRTD: mrtd, MRConfigID: tee.TDX.MRConfigID[:]}
 	if cfg.Kernel != "" {
+		// RTMR[2] is the EFI stub's doing: the kernel must have one.
+		if err := checkKernel(cfg.Kernel); err != nil {
+			return TDXMeasurements{}, fmt.Errorf("expected tdx measurements: %w", err)
+		}
 		b := measure.DirectBoot{Cmdline: cfg.Cmdline, InitrdArg: host.InitrdArg}
 		if cfg.Initrd != "" {
 			f, err := os.Open(cfg.Initrd)

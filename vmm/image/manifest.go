@@ -110,6 +110,16 @@ func (m *Manifest) files() []*File {
 	return fs
 }
 
+// Paths are the files of the image the manifest names: the kernels and
+// the initrd, absolute once loaded.
+func (m *Manifest) Paths() []string {
+	var ps []string
+	for _, f := range m.files() {
+		ps = append(ps, f.Path)
+	}
+	return ps
+}
+
 // KernelFor returns the kernel a VM booting this image gets: the EFI
 // kernel when its firmware is UEFI firmware (vmm.Config.UEFIBoot, true for
 // every confidential VM), else the PVH vmlinux. It fails with an error
