@@ -6,7 +6,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 # Downloads and tools built once per machine (kernel package, containerd).
 SCC_CACHE_DIR ?= /var/cache/scc
-# The guest image (vmlinux, initrd.img, manifest.json).
+# The guest image (vmlinux, vmlinuz, initrd.img, manifest.json).
 GUEST_DIR ?= $(CURDIR)/build/guest
 CONTAINERD_VERSION := $(shell awk '$$1 == "github.com/containerd/containerd/v2" {print $$2}' go.mod)
 CONTAINERD_BIN := $(SCC_CACHE_DIR)/containerd-$(CONTAINERD_VERSION)/bin

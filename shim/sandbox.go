@@ -400,15 +400,25 @@ type guestFiles struct {
 	snapshottable bool
 }
 
-// guestImage finds the kernel, initrd and command line to boot.
+// guestImage finds the kernel, initrd and command line to boot. The kernel
+// is the one the VM's firmware starts: the image's EFI kernel (vmlinuz)
+// with UEFI firmware, else its PVH vmlinux, which qboot boots faster.
 func guestImage(cfg Config) (guestFiles, error) {
 	m, err := image.Load(cfg.GuestDir)
 	if err != nil {
 		return guestFiles{}, fmt.Errorf("guest image: %w", err)
 	}
+	uefi, err := vmm.IsUEFIFirmware(cfg.VM.Firmware)
+	if err != nil {
+		return guestFiles{}, fmt.Errorf("guest image: %w", err)
+	}
+	kernel, err := m.KernelFor(uefi)
+	if err != nil {
+		return guestFiles{}, fmt.Errorf("guest image: %w", err)
+	}
 	g := guestFiles{
-		kernel: m.Kernel.Path, initrd: m.Initrd.Path, cmdline: m.Cmdline,
-		kernelSHA256: m.Kernel.SHA256, initrdSHA256: m.Initrd.SHA256,
+		kernel: kernel.Path, initrd: m.Initrd.Path, cmdline: m.Cmdline,
+		kernelSHA256: kernel.SHA256, initrdSHA256: m.Initrd.SHA256,
 		snapshottable: true,
 	}
 	if cfg.VM.Kernel != "" {

@@ -44,7 +44,7 @@ type Share struct {
 type Config struct {
 	ID       string // short identifier, used in the VMM process name
 	StateDir string // per-VM directory for sockets, pid file and logs; unique per VM
-	Kernel   string // guest kernel (uncompressed vmlinux, or bzImage)
+	Kernel   string // guest kernel: a PVH vmlinux, or a bzImage (with an EFI stub when UEFIBoot)
 	Initrd   string // optional initramfs
 	Cmdline  string // kernel command line
 	Firmware string // BIOS image; DefaultFirmware when empty
@@ -146,6 +146,7 @@ func (c Config) Validate() error {
 	checkFile(&errs, "kernel", c.Kernel, true)
 	checkFile(&errs, "initrd", c.Initrd, false)
 	checkFile(&errs, "firmware", c.Firmware, !c.TEE.Confidential())
+	c.checkKernelFormat(&errs)
 
 	if c.VCPUs < 1 || c.VCPUs > 255 {
 		bad("vcpus %d: want 1 to 255", c.VCPUs)

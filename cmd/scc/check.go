@@ -103,8 +103,12 @@ func checkGuest(dir string) finding {
 	if err := m.Verify(); err != nil {
 		return finding{name: "guest", detail: err.Error(), required: true}
 	}
-	return finding{name: "guest", ok: true, required: true, detail: fmt.Sprintf("%s kernel %s sha256:%s, initrd sha256:%s, cmdline sha256:%s",
-		dir, m.KernelRelease, short(m.Kernel.SHA256), short(m.Initrd.SHA256), short(m.CmdlineSHA256))}
+	efi := "efi kernel sha256:" + short(m.EFIKernel.SHA256)
+	if _, err := m.KernelFor(true); err != nil {
+		efi = "no efi kernel: VMs booting through UEFI firmware (confidential ones) need the image rebuilt"
+	}
+	return finding{name: "guest", ok: true, required: true, detail: fmt.Sprintf("%s kernel %s sha256:%s, %s, initrd sha256:%s, cmdline sha256:%s",
+		dir, m.KernelRelease, short(m.Kernel.SHA256), efi, short(m.Initrd.SHA256), short(m.CmdlineSHA256))}
 }
 
 func short(h string) string {

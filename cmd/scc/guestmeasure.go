@@ -56,58 +56,67 @@ func guestMeasure(args []string, out io.Writer) error {
 	if err := m.Verify(); err != nil {
 		return err
 	}
-	cfg := vmm.Config{Kernel: m.Kernel.Path, Initrd: m.Initrd.Path, Cmdline: m.Cmdline, VCPUs: *vcpus}
+	// The launch configuration, then the image's files as a launch of it
+	// gets them: the EFI kernel (vmlinuz) that the firmware starts and
+	// QEMU hashes, never the PVH vmlinux ordinary VMs boot.
+	cfg := vmm.Config{VCPUs: *vcpus}
 	switch vmm.TEEType(*tee) {
 	case vmm.TEESNP:
 		cfg.TEE = &vmm.TEEConfig{Type: vmm.TEESNP, Firmware: *firmware, SNP: vmm.SNPConfig{
 			Policy: vmm.DefaultSNPPolicy, KernelHashes: true, VCPUType: *vcpuType,
 		}}
+	case vmm.TEETDX:
+		cfg.TEE = &vmm.TEEConfig{Type: vmm.TEETDX, Firmware: *firmware}
+	default:
+		return fmt.Errorf("guest measure: --tee %q: want %s or %s", *tee, vmm.TEESNP, vmm.TEETDX)
+	}
+	if err := m.Configure(&cfg); err != nil {
+		return fmt.Errorf("guest measure: %w", err)
+	}
+	if cfg.TEE.Type == vmm.TEESNP {
 		d, err := confidential.ExpectedSNPDigest(cfg, nil)
 		if err != nil {
 			return err
 		}
 		_, err = fmt.Fprintf(out, "%x\n", d)
 		return err
-	case vmm.TEETDX:
-		cfg.TEE = &vmm.TEEConfig{Type: vmm.TEETDX, Firmware: *firmware}
-		var host confidential.TDXHost
-		switch *pageOrder {
-		case "per-page":
-			host.PageOrder = measure.OrderPerPage
-		case "adds-first":
-			host.PageOrder = measure.OrderAddsFirst
-		default:
-			return fmt.Errorf("guest measure: --page-order %q: want per-page or adds-first", *pageOrder)
-		}
-		switch *initrdArg {
-		case "suffix":
-			host.InitrdArg = measure.InitrdArgSuffix
-		case "prefix":
-			host.InitrdArg = measure.InitrdArgPrefix
-		default:
-			return fmt.Errorf("guest measure: --initrd-arg %q: want suffix or prefix", *initrdArg)
-		}
-		if *mrConfigID != "" {
-			b, err := hex.DecodeString(*mrConfigID)
-			if err != nil || len(b) != len(cfg.TEE.TDX.MRConfigID) {
-				return fmt.Errorf("guest measure: --mr-config-id must be %d hex digits", 2*len(cfg.TEE.TDX.MRConfigID))
-			}
-			copy(cfg.TEE.TDX.MRConfigID[:], b)
-		}
-		tm, err := confidential.ExpectedTDXMeasurements(cfg, nil, host)
-		if err != nil {
-			return err
-		}
-		ref := policy.Reference{
-			MRTD:  []string{hex.EncodeToString(tm.MRTD)},
-			RTMRs: map[string][]string{"2": {hex.EncodeToString(tm.RTMR2)}},
-		}
-		if *mrConfigID != "" {
-			ref.MRConfigID = hex.EncodeToString(tm.MRConfigID)
-		}
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(ref)
 	}
-	return fmt.Errorf("guest measure: --tee %q: want %s or %s", *tee, vmm.TEESNP, vmm.TEETDX)
+	var host confidential.TDXHost
+	switch *pageOrder {
+	case "per-page":
+		host.PageOrder = measure.OrderPerPage
+	case "adds-first":
+		host.PageOrder = measure.OrderAddsFirst
+	default:
+		return fmt.Errorf("guest measure: --page-order %q: want per-page or adds-first", *pageOrder)
+	}
+	switch *initrdArg {
+	case "suffix":
+		host.InitrdArg = measure.InitrdArgSuffix
+	case "prefix":
+		host.InitrdArg = measure.InitrdArgPrefix
+	default:
+		return fmt.Errorf("guest measure: --initrd-arg %q: want suffix or prefix", *initrdArg)
+	}
+	if *mrConfigID != "" {
+		b, err := hex.DecodeString(*mrConfigID)
+		if err != nil || len(b) != len(cfg.TEE.TDX.MRConfigID) {
+			return fmt.Errorf("guest measure: --mr-config-id must be %d hex digits", 2*len(cfg.TEE.TDX.MRConfigID))
+		}
+		copy(cfg.TEE.TDX.MRConfigID[:], b)
+	}
+	tm, err := confidential.ExpectedTDXMeasurements(cfg, nil, host)
+	if err != nil {
+		return err
+	}
+	ref := policy.Reference{
+		MRTD:  []string{hex.EncodeToString(tm.MRTD)},
+		RTMRs: map[string][]string{"2": {hex.EncodeToString(tm.RTMR2)}},
+	}
+	if *mrConfigID != "" {
+		ref.MRConfigID = hex.EncodeToString(tm.MRConfigID)
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(ref)
 }

@@ -5,12 +5,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sccontainers/scc/attest/policy"
+	snpmeasure "github.com/sccontainers/scc/attest/snp/measure"
+	"github.com/sccontainers/scc/vmm"
+	"github.com/sccontainers/scc/vmm/image"
+	"github.com/sccontainers/scc/vmm/vmmtest"
 )
 
 // The measure package's real TDVF and the values known for it and for the
@@ -24,19 +29,23 @@ const (
 )
 
 // writeGuestImage writes a guest image directory as `scc guest build`
-// leaves it, with small stand-in files.
+// leaves it, with small stand-in files: a PVH vmlinux and a bzImage with an
+// EFI stub of different contents.
 func writeGuestImage(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
-	kernel, initrd, cmdline := []byte("kernel bytes"), []byte("hello initrd"), "console=ttyS0 quiet"
-	for name, b := range map[string][]byte{"vmlinux": kernel, "initrd.img": initrd} {
+	vmlinux, vmlinuz := []byte("\x7fELF\x02\x01\x01\x00 vmlinux"), vmmtest.EFIKernel([]byte("vmlinuz"))
+	initrd, cmdline := []byte("hello initrd"), "console=ttyS0 quiet"
+	for name, b := range map[string][]byte{"vmlinux": vmlinux, "vmlinuz": vmlinuz, "initrd.img": initrd} {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	manifest, err := json.Marshal(map[string]any{
-		"kernel":         map[string]string{"path": "vmlinux", "sha256": sum(kernel)},
+		"version":        2,
+		"kernel":         map[string]string{"path": "vmlinux", "sha256": sum(vmlinux)},
+		"efi_kernel":     map[string]string{"path": "vmlinuz", "sha256": sum(vmlinuz)},
 		"initrd":         map[string]string{"path": "initrd.img", "sha256": sum(initrd)},
 		"cmdline":        cmdline,
 		"cmdline_sha256": sum([]byte(cmdline)),
@@ -48,6 +57,71 @@ func writeGuestImage(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// An OVMF built for SEV with a kernel hashes table, from the SNP
+// known-answer vectors' fixtures.
+const snpOVMF = "../../attest/snp/measure/testdata/fixtures/ovmf_AmdSev_suffix.bin"
+
+// The SNP digest is that of a launch with the image's bzImage, the file
+// QEMU hashes into the SEV hashes table, computed here straight through the
+// measure package; over the vmlinux it would differ.
+func TestGuestMeasureSNP(t *testing.T) {
+	dir := writeGuestImage(t)
+	var out bytes.Buffer
+	if err := guestMeasure([]string{"--firmware", snpOVMF, "--guest", dir, "--vcpus", "2"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	digest := func(kernel string) string {
+		d, err := snpmeasure.LaunchDigest(snpmeasure.Options{
+			Mode: snpmeasure.ModeSNP, VCPUs: 2, VCPUType: vmm.DefaultSNPVCPUType, VMMType: snpmeasure.VMMQEMU,
+			OVMFPath: snpOVMF, GuestFeatures: vmm.SEVFeatureSNPActive,
+			DirectBoot: &snpmeasure.DirectBoot{KernelPath: filepath.Join(dir, kernel), InitrdPath: filepath.Join(dir, "initrd.img"), Cmdline: "console=ttyS0 quiet"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hex.EncodeToString(d)
+	}
+	got := strings.TrimSpace(out.String())
+	if want := digest("vmlinuz"); got != want {
+		t.Errorf("guest measure printed %s, want the digest over vmlinuz %s", got, want)
+	}
+	if got == digest("vmlinux") {
+		t.Error("guest measure printed the digest over vmlinux")
+	}
+}
+
+// An image built before images kept the bzImage cannot be measured: its
+// vmlinux is not what a confidential launch boots.
+func TestGuestMeasureVersion1Image(t *testing.T) {
+	dir := writeGuestImage(t)
+	p := filepath.Join(dir, "manifest.json")
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "version")
+	delete(m, "efi_kernel")
+	if raw, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--firmware", snpOVMF, "--guest", dir},
+		{"--tee", "tdx", "--firmware", tdvfFixture, "--guest", dir},
+	} {
+		err := guestMeasure(args, &bytes.Buffer{})
+		if !errors.Is(err, image.ErrNoEFIKernel) || !strings.Contains(err.Error(), "scc guest build") {
+			t.Errorf("guestMeasure(%q) = %v, want %v saying to rebuild", args, err, image.ErrNoEFIKernel)
+		}
+	}
 }
 
 func TestGuestMeasureTDX(t *testing.T) {

@@ -41,9 +41,18 @@
 //     like HOST_DATA for SNP.
 //
 // RTMR0 (TD HOB, ACPI tables QEMU generates from vCPUs, memory and
-// devices, the firmware's configuration) and RTMR1 (the kernel image after
-// QEMU patched its setup header with memory-layout-dependent addresses,
-// and the firmware's boot events) are not computed: a verifier replays
-// them from the firmware's CC event log, which exists only once the guest
-// has booted, and checks the log's events against reference values.
+// devices, the firmware's configuration) and RTMR1 (the kernel image,
+// whose setup header QEMU 10.1 patches with memory-layout-dependent
+// addresses and QEMU 10.2 and later leave as given, and the firmware's
+// boot events) are not computed: a verifier replays them from the
+// firmware's CC event log, which exists only once the guest has booted,
+// and checks the log's events against reference values.
+//
+// # The kernel
+//
+// Both TEEs boot the kernel through their UEFI firmware, which starts only
+// a bzImage with an EFI stub: the guest image's vmlinuz
+// (image.Manifest.Configure gives a confidential VM that one). The
+// measurement functions read the kernel from cfg.Kernel, the file QEMU is
+// given, and refuse a PVH vmlinux, which no confidential launch can boot.
 package confidential

@@ -23,8 +23,9 @@ type TDXHost struct {
 
 // TDXMeasurements are the reference values of a TD that can be computed on
 // the host. RTMR[0] and RTMR[1] are not among them: they hold QEMU's ACPI
-// tables and memory map and the kernel image as QEMU patches it, which a
-// verifier checks by replaying the CC event log.
+// tables and memory map, the kernel image (with its setup header patched
+// by QEMU 10.1) and the firmware's boot events, which a verifier checks by
+// replaying the CC event log.
 type TDXMeasurements struct {
 	// MRTD is the measurement of the firmware's initial pages.
 	MRTD []byte
@@ -67,6 +68,10 @@ func ExpectedTDXMeasurements(cfg vmm.Config, tdvf []byte, host TDXHost) (TDXMeas
 	}
 	m := TDXMeasurements{MRTD: mrtd, MRConfigID: tee.TDX.MRConfigID[:]}
 	if cfg.Kernel != "" {
+		// RTMR[2] is the EFI stub's doing: the kernel must have one.
+		if err := checkKernel(cfg.Kernel); err != nil {
+			return TDXMeasurements{}, fmt.Errorf("expected tdx measurements: %w", err)
+		}
 		b := measure.DirectBoot{Cmdline: cfg.Cmdline, InitrdArg: host.InitrdArg}
 		if cfg.Initrd != "" {
 			f, err := os.Open(cfg.Initrd)

@@ -14,9 +14,9 @@
 //     directly, the kernel's load options as TDVF built them from QEMU's
 //     command line and the initrd (DirectBootRTMR2).
 //   - RTMR[0] (TD HOB, ACPI tables QEMU generates, firmware configuration)
-//     and RTMR[1] (the kernel image as QEMU patched its setup header, and
-//     the firmware's boot events) depend on QEMU's memory layout and
-//     version and are not computed here; a verifier replays them from the
+//     and RTMR[1] (the kernel image, whose setup header QEMU 10.1 patches
+//     and later versions leave as given, and the firmware's boot events)
+//     depend on QEMU's memory layout and version and are not computed here; a verifier replays them from the
 //     guest's CC event log (ReplayRTMR).
 //
 // The TDX module's record layouts are those of the Intel TDX Module Base
