@@ -75,6 +75,35 @@ func cleanupSandboxDir(ctx context.Context, dir, id string) error {
 	return removeStateDir(dir)
 }
 
+// shimPidFile, in a sandbox state directory, holds the pid of the shim
+// that owns the sandbox.
+const shimPidFile = "shim.pid"
+
+// writeShimPid records the calling shim as the owner of the sandbox in dir.
+func writeShimPid(dir string) error {
+	return os.WriteFile(filepath.Join(dir, shimPidFile), []byte(strconv.Itoa(os.Getpid())), 0o600)
+}
+
+// shimAlive reports whether the shim that owns the sandbox in dir still
+// runs: a process with the recorded pid runs the same program as the
+// caller.
+func shimAlive(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, shimPidFile))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return false
+	}
+	exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
+	return err == nil && exe == self
+}
+
 // vmPid returns the pid of the QEMU process of the VM in dir, checking
 // that the process is still that QEMU before anything signals it.
 func vmPid(dir string) int {

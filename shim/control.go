@@ -170,6 +170,11 @@ func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.
 		Memory: &v2stats.MemoryStat{Usage: st.MemoryUsageBytes, UsageLimit: st.MemoryLimitBytes},
 		Pids:   &v2stats.PidsStat{Current: st.PidsCurrent, Limit: st.PidsLimit},
 	}
+	// CRI reads OOM kills from here: at a container's exit, to tell
+	// OOMKilled, and for container_oom_events_total.
+	if ev := st.MemoryEvents; ev != nil {
+		m.MemoryEvents = &v2stats.MemoryEvents{Low: ev.Low, High: ev.High, Max: ev.Max, Oom: ev.Oom, OomKill: ev.OomKill}
+	}
 	a, err := typeurl.MarshalAnyToProto(m)
 	if err != nil {
 		return nil, fmt.Errorf("encode stats: %w", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/containerd/typeurl/v2"
 )
 
 // RuntimeName is the runtime type containerd knows scc by.
@@ -145,17 +146,28 @@ func (Manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 		}
 		return st, err
 	}
+	// containerd runs delete whenever a task's connection closes, which
+	// it also does itself once it deleted the task: the shim may well
+	// live on with the pod's other containers, and their VM must stay.
+	if shimAlive(dir) {
+		return st, nil
+	}
 	if err := cleanupSandboxDir(ctx, dir, id); err != nil {
 		log.G(ctx).WithError(err).Warn("clean up sandbox after shim exit")
 	}
 	return st, nil
 }
 
-// Info reports the runtime's name and version.
+// Info reports the runtime's name, version and OCI features.
 func (Manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeInfo, error) {
+	f, err := typeurl.MarshalAnyToProto(ociFeatures())
+	if err != nil {
+		return nil, fmt.Errorf("encode features: %w", err)
+	}
 	return &types.RuntimeInfo{
-		Name:    RuntimeName,
-		Version: &types.RuntimeVersion{Version: Version},
+		Name:     RuntimeName,
+		Version:  &types.RuntimeVersion{Version: Version},
+		Features: f,
 	}, nil
 }
 

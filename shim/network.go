@@ -50,15 +50,27 @@ func netnsPath(spec *specs.Spec) string {
 
 // setupPodNetwork builds the taps and mirroring in the namespace at path.
 func setupPodNetwork(path string) (*podNetwork, error) {
-	var (
-		pn  *podNetwork
-		err error
-	)
+	target, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("open pod network namespace %s: %w", path, err)
+	}
+	defer target.Close()
+	var pn *podNetwork
+	err = inNetns(target, func() error {
+		var err error
+		pn, err = mirrorInterfaces()
+		return err
+	})
+	return pn, err
+}
+
+// inNetns runs fn on an OS thread in network namespace ns. The thread is
+// not returned to Go's pool unless it got back to the shim's namespace.
+func inNetns(ns netns.NsHandle, fn func() error) error {
+	var err error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		// The thread enters the pod's namespace; it is not returned to
-		// Go's pool unless it got back to the shim's.
 		runtime.LockOSThread()
 		orig, oerr := netns.Get()
 		if oerr != nil {
@@ -67,25 +79,18 @@ func setupPodNetwork(path string) (*podNetwork, error) {
 			return
 		}
 		defer orig.Close()
-		target, terr := netns.GetFromPath(path)
-		if terr != nil {
-			err = fmt.Errorf("open pod network namespace %s: %w", path, terr)
+		if serr := netns.Set(ns); serr != nil {
+			err = fmt.Errorf("enter network namespace: %w", serr)
 			runtime.UnlockOSThread()
 			return
 		}
-		defer target.Close()
-		if serr := netns.Set(target); serr != nil {
-			err = fmt.Errorf("enter pod network namespace: %w", serr)
-			runtime.UnlockOSThread()
-			return
-		}
-		pn, err = mirrorInterfaces()
+		err = fn()
 		if netns.Set(orig) == nil {
 			runtime.UnlockOSThread()
 		}
 	}()
 	<-done
-	return pn, err
+	return err
 }
 
 // mirrorInterfaces runs inside the pod's network namespace.

@@ -43,6 +43,7 @@ type sandbox struct {
 	stopForward  func()
 	diskMu       sync.Mutex
 	disks        map[string]bool // erofs digests of the layer disks attached, guarded by diskMu
+	ports        *portForwarder  // a pod's port forwarding, if any
 }
 
 // ensureSandbox returns the shim's sandbox, booting its VM on first use.
@@ -68,13 +69,16 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec
 	if err := applyAnnotations(&cfg, AnnotationPolicy{Enable: cfg.EnableAnnotations}, spec.Annotations); err != nil {
 		return nil, err
 	}
-	var pn *podNetwork
+	var (
+		pn     *podNetwork
+		nsPath string
+	)
 	if isPodSandbox(spec) {
 		vcpus, mem := podResources(spec)
 		cfg.VM.VCPUs += vcpus
 		cfg.VM.MemoryMiB += mem
-		if path := netnsPath(spec); path != "" {
-			if pn, err = setupPodNetwork(path); err != nil {
+		if nsPath = netnsPath(spec); nsPath != "" {
+			if pn, err = setupPodNetwork(nsPath); err != nil {
 				return nil, fmt.Errorf("pod network: %w", err)
 			}
 			// QEMU holds the taps once started; the shim's copies go.
@@ -85,10 +89,16 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec
 	if err != nil {
 		return nil, err
 	}
+	if pn != nil {
+		if sb.ports, err = startPortForward(s.ctx, nsPath, sb.agent); err != nil {
+			log.G(ctx).WithError(err).Warn("no port forwarding for the pod")
+		}
+	}
 	s.mu.Lock()
 	s.sandbox = sb
 	s.mu.Unlock()
 	go s.watchVM(sb)
+	go s.forwardOOM(sb.id, sb.agent, sb.vm.Done())
 	return sb, nil
 }
 
@@ -142,6 +152,9 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 	if pooled {
 		// Refill what this sandbox took, or make the first pooled VMs.
 		spawnPoolFill(ctx, configPath, cfg.VM)
+	}
+	if err := writeShimPid(dir); err != nil {
+		return nil, fmt.Errorf("record shim pid: %w", err)
 	}
 	if err := sb.serveForward(ctx, cfg.Confidential, vc); err != nil {
 		return nil, err
@@ -312,6 +325,8 @@ func (sb *sandbox) stopVM(ctx context.Context) error {
 		sb.stopForward()
 		sb.stopForward = nil
 	}
+	sb.ports.close()
+	sb.ports = nil
 	if sb.client != nil {
 		sb.client.Close()
 		sb.client, sb.agent = nil, nil

@@ -7,12 +7,16 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -64,19 +68,20 @@ func (sb *sandbox) share(ctx context.Context, id string, rootfs []*types.Mount, 
 		targets = append(targets, filepath.Join(hostDir, "rootfs"))
 	}
 
-	for i := range spec.Mounts {
-		m := &spec.Mounts[i]
-		if !isBind(m) {
+	mounts := make([]specs.Mount, 0, len(spec.Mounts))
+	for i, m := range spec.Mounts {
+		if !isBind(&m) {
+			mounts = append(mounts, m)
 			continue
 		}
-		name := "m" + strconv.Itoa(i)
-		hostPath := filepath.Join(hostDir, name)
-		if err := bindShare(m.Source, hostPath); err != nil {
+		guest, hostPaths, err := shareBind(m, hostDir, guestDir, "m"+strconv.Itoa(i))
+		targets = append(targets, hostPaths...)
+		if err != nil {
 			return shared{}, fmt.Errorf("share mount %s: %w", m.Destination, err)
 		}
-		targets = append(targets, hostPath)
-		m.Source = path.Join(guestDir, name)
+		mounts = append(mounts, guest...)
 	}
+	spec.Mounts = mounts
 	sh := shared{unmount: unmount}
 	if hostRootfs {
 		sh.rootfs = path.Join(guestDir, "rootfs")
@@ -106,6 +111,112 @@ func shareRootfs(target string, rootfs []*types.Mount, bundle string, spec *spec
 	return nil
 }
 
+// shareBind shares the source of bind mount m below hostDir as name, and
+// returns the guest's mounts for it, with sources below guestDir, and the
+// host mounts it made.
+//
+// 9p shows the guest a shared tree as one file system, so the host's
+// submounts of a source that is bound recursively ("rbind") come with it
+// and take the guest mount's flags. That is right for a read-write or a
+// recursively read-only ("rro") mount; a plain read-only one must leave
+// the submounts as they are, as runc's read-only remount of the top mount
+// does. Such a source is shared without its submounts, and each submount
+// on its own, mounted over the read-only bind in the guest with its host
+// flags. A non-recursive bind ("bind") shares the source alone.
+func shareBind(m specs.Mount, hostDir, guestDir, name string) (guest []specs.Mount, targets []string, _ error) {
+	recursive := hasOption(m.Options, "rbind")
+	split := recursive && hasOption(m.Options, "ro") && !hasOption(m.Options, "rro")
+	hostPath := filepath.Join(hostDir, name)
+	if err := bindShare(m.Source, hostPath, recursive && !split); err != nil {
+		return nil, nil, err
+	}
+	targets = append(targets, hostPath)
+	src := m.Source
+	m.Source = path.Join(guestDir, name)
+	guest = append(guest, m)
+	if !split {
+		return guest, targets, nil
+	}
+	subs, err := submounts(src)
+	if err != nil {
+		return nil, targets, err
+	}
+	for k, sub := range subs {
+		subName := name + "." + strconv.Itoa(k)
+		hostPath := filepath.Join(hostDir, subName)
+		if err := bindShare(sub.Mountpoint, hostPath, false); err != nil {
+			return nil, targets, fmt.Errorf("submount %s: %w", sub.Mountpoint, err)
+		}
+		targets = append(targets, hostPath)
+		rel, err := filepath.Rel(src, sub.Mountpoint)
+		if err != nil {
+			return nil, targets, err
+		}
+		guest = append(guest, specs.Mount{
+			Destination: path.Join(m.Destination, filepath.ToSlash(rel)),
+			Type:        "bind",
+			Source:      path.Join(guestDir, subName),
+			Options:     submountOptions(m.Options, sub.Options),
+		})
+	}
+	return guest, targets, nil
+}
+
+// submounts lists the mounts below dir (resolved), parents first; of
+// mounts stacked on one mount point, the top one.
+func submounts(dir string) ([]*mountinfo.Info, error) {
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, err
+	}
+	all, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	if err != nil {
+		return nil, fmt.Errorf("list submounts of %s: %w", dir, err)
+	}
+	top := map[string]*mountinfo.Info{}
+	var subs []*mountinfo.Info
+	for _, mi := range all {
+		if mi.Mountpoint == dir {
+			continue
+		}
+		if _, ok := top[mi.Mountpoint]; !ok {
+			subs = append(subs, mi)
+		}
+		top[mi.Mountpoint] = mi // later mounts are on top
+	}
+	for i, mi := range subs {
+		subs[i] = top[mi.Mountpoint]
+	}
+	sort.SliceStable(subs, func(i, j int) bool {
+		return strings.Count(subs[i].Mountpoint, "/") < strings.Count(subs[j].Mountpoint, "/")
+	})
+	return subs, nil
+}
+
+// submountOptions are the guest mount options of a submount shared on its
+// own: its own host flags (vfsOptions, from mountinfo) and the propagation
+// of the bind mount it is below.
+func submountOptions(parent []string, vfsOptions string) []string {
+	opts := []string{"bind"}
+	for _, o := range parent {
+		switch o {
+		case "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable":
+			opts = append(opts, o)
+		}
+	}
+	for _, o := range strings.Split(vfsOptions, ",") {
+		switch o {
+		case "ro", "nosuid", "nodev", "noexec":
+			opts = append(opts, o)
+		}
+	}
+	return opts
+}
+
+func hasOption(options []string, o string) bool {
+	return slices.Contains(options, o)
+}
+
 func isBind(m *specs.Mount) bool {
 	if m.Type == "bind" {
 		return true
@@ -118,8 +229,9 @@ func isBind(m *specs.Mount) bool {
 	return false
 }
 
-// bindShare bind-mounts src (a file or a directory) onto a new target.
-func bindShare(src, target string) error {
+// bindShare bind-mounts src (a file or a directory) onto a new target,
+// with its submounts when recursive.
+func bindShare(src, target string, recursive bool) error {
 	fi, err := os.Stat(src)
 	if err != nil {
 		return err
@@ -136,7 +248,11 @@ func bindShare(src, target string) error {
 	if err != nil {
 		return err
 	}
-	if err := unix.Mount(src, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	flags := uintptr(unix.MS_BIND)
+	if recursive {
+		flags |= unix.MS_REC
+	}
+	if err := unix.Mount(src, target, "", flags, ""); err != nil {
 		return fmt.Errorf("bind %s: %w", src, err)
 	}
 	return nil

@@ -309,7 +309,8 @@ func podNetwork(t *testing.T, ctx context.Context, c *criEnv, ns string, restore
 	srvCfg := writeJSON(t, filepath.Join(c.dir, "srv.json"), map[string]any{
 		"metadata": map[string]any{"name": "srv"},
 		"image":    map[string]any{"image": imageRef},
-		"command":  []string{"sh", "-c", "while true; do echo pong | nc -l -p 8080; done"},
+		// A web server on the pod's loopback only, for port forwarding.
+		"command":  []string{"sh", "-c", "mkdir /www && echo loop >/www/index.html && httpd -p 127.0.0.1:8081 -h /www && while true; do echo pong | nc -l -p 8080; done"},
 		"log_path": "srv.log",
 	})
 	srv := c.run(t, ctx, "create", pod, srvCfg, podCfg)
@@ -345,6 +346,7 @@ func podNetwork(t *testing.T, ctx context.Context, c *criEnv, ns string, restore
 	if reply != "pong" {
 		t.Errorf("no answer from the pod at %s:8080 (got %q)", ip, reply)
 	}
+	portForward(t, ctx, c, ns, pod)
 	c.run(t, ctx, "stop", "--timeout", "5", srv)
 	c.run(t, ctx, "rm", srv)
 	c.run(t, ctx, "stopp", pod)
@@ -376,4 +378,35 @@ func TestCRIPodAnnotationNotAllowed(t *testing.T) {
 	if ids := c.run(t, ctx, "pods", "-q"); ids != "" {
 		exec.CommandContext(ctx, c.crictl, "--runtime-endpoint", ep, "rmp", "-f", ids).Run()
 	}
+}
+
+// portForward forwards a local port to port 8081 of the pod, where a web
+// server listens on the pod's loopback (the guest's), and fetches its page
+// through it, in containerd's network namespace ns.
+func portForward(t *testing.T, ctx context.Context, c *criEnv, ns, pod string) {
+	t.Helper()
+	netns := "--net=/var/run/netns/" + ns
+	pf := exec.CommandContext(ctx, "nsenter", netns, "--", c.crictl, "--runtime-endpoint", "unix://"+c.d.Address(), "port-forward", pod, "18081:8081")
+	var pfOut bytes.Buffer
+	pf.Stdout, pf.Stderr = &pfOut, &pfOut
+	if err := pf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		pf.Process.Kill()
+		pf.Wait()
+	}()
+	var page string
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		get := exec.CommandContext(ctx, "nsenter", netns, "--", "/bin/busybox", "nc", "-w", "10", "127.0.0.1", "18081")
+		get.Stdin = strings.NewReader("GET /index.html HTTP/1.0\r\n\r\n")
+		out, _ := get.Output()
+		if page = string(out); strings.HasSuffix(page, "\r\n\r\nloop\n") {
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Errorf("no page through port forwarding to the pod's loopback (got %q); crictl port-forward: %s", page, pfOut.String())
+
 }

@@ -160,6 +160,7 @@ func (s *Service) create(ctx context.Context, id string, spec *specs.Spec, rootf
 	hold()
 	bg := context.WithoutCancel(ctx)
 	go p.wait(claim, func() { c.initExited(bg) })
+	go s.watchOOM(bg, id, spec.Linux.CgroupsPath)
 
 	if err := p.started(pid); err != nil {
 		return nil, err

@@ -93,6 +93,9 @@ type Service struct {
 	forwardMu sync.Mutex
 	forward   *forward.Client // the forwarded channel once opened, guarded by forwardMu
 
+	oom   *oomEvents // OOM kills not yet collected by the host
+	ports ports      // connections forwarded to the host
+
 	mu         sync.Mutex
 	containers map[string]*container // by id, guarded by mu
 	reserved   map[string]struct{}   // ids being created, guarded by mu
@@ -124,6 +127,8 @@ func New(opts Options) *Service {
 		opts:       opts,
 		containers: make(map[string]*container),
 		reserved:   make(map[string]struct{}),
+		oom:        newOOMEvents(),
+		ports:      ports{conns: make(map[uint64]*portConn)},
 	}
 }
 

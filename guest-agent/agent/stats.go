@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/containerd/log"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -48,6 +49,15 @@ func (s *Service) StatsContainer(ctx context.Context, req *agentapi.ContainerReq
 		resp.MemoryLimitBytes = cg.MemoryStats.Usage.Limit
 		resp.PidsCurrent = cg.PidsStats.Current
 		resp.PidsLimit = cg.PidsStats.Limit
+	}
+	// CRI tells an OOM-killed container by these counters.
+	c.mu.Lock()
+	group := c.spec.Linux.CgroupsPath
+	c.mu.Unlock()
+	if ev, err := memoryEvents(group); err == nil {
+		resp.MemoryEvents = ev
+	} else {
+		log.G(ctx).WithError(err).Debug("no memory events")
 	}
 	return resp, nil
 }

@@ -826,8 +826,11 @@ type StatsResponse struct {
 	MemoryLimitBytes uint64                 `protobuf:"varint,5,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
 	PidsCurrent      uint64                 `protobuf:"varint,6,opt,name=pids_current,json=pidsCurrent,proto3" json:"pids_current,omitempty"`
 	PidsLimit        uint64                 `protobuf:"varint,7,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// memory_events are the counters of the container cgroup's
+	// memory.events; unset where the guest has no cgroup v2.
+	MemoryEvents  *MemoryEvents `protobuf:"bytes,8,opt,name=memory_events,json=memoryEvents,proto3" json:"memory_events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatsResponse) Reset() {
@@ -909,6 +912,169 @@ func (x *StatsResponse) GetPidsLimit() uint64 {
 	return 0
 }
 
+func (x *StatsResponse) GetMemoryEvents() *MemoryEvents {
+	if x != nil {
+		return x.MemoryEvents
+	}
+	return nil
+}
+
+type MemoryEvents struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Low           uint64                 `protobuf:"varint,1,opt,name=low,proto3" json:"low,omitempty"`
+	High          uint64                 `protobuf:"varint,2,opt,name=high,proto3" json:"high,omitempty"`
+	Max           uint64                 `protobuf:"varint,3,opt,name=max,proto3" json:"max,omitempty"`
+	Oom           uint64                 `protobuf:"varint,4,opt,name=oom,proto3" json:"oom,omitempty"`
+	OomKill       uint64                 `protobuf:"varint,5,opt,name=oom_kill,json=oomKill,proto3" json:"oom_kill,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemoryEvents) Reset() {
+	*x = MemoryEvents{}
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemoryEvents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemoryEvents) ProtoMessage() {}
+
+func (x *MemoryEvents) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemoryEvents.ProtoReflect.Descriptor instead.
+func (*MemoryEvents) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *MemoryEvents) GetLow() uint64 {
+	if x != nil {
+		return x.Low
+	}
+	return 0
+}
+
+func (x *MemoryEvents) GetHigh() uint64 {
+	if x != nil {
+		return x.High
+	}
+	return 0
+}
+
+func (x *MemoryEvents) GetMax() uint64 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *MemoryEvents) GetOom() uint64 {
+	if x != nil {
+		return x.Oom
+	}
+	return 0
+}
+
+func (x *MemoryEvents) GetOomKill() uint64 {
+	if x != nil {
+		return x.OomKill
+	}
+	return 0
+}
+
+type GetOOMEventRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOOMEventRequest) Reset() {
+	*x = GetOOMEventRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOOMEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOOMEventRequest) ProtoMessage() {}
+
+func (x *GetOOMEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOOMEventRequest.ProtoReflect.Descriptor instead.
+func (*GetOOMEventRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+}
+
+type OOMEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OOMEvent) Reset() {
+	*x = OOMEvent{}
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OOMEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OOMEvent) ProtoMessage() {}
+
+func (x *OOMEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OOMEvent.ProtoReflect.Descriptor instead.
+func (*OOMEvent) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *OOMEvent) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
 type UpdateContainerRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
@@ -920,7 +1086,7 @@ type UpdateContainerRequest struct {
 
 func (x *UpdateContainerRequest) Reset() {
 	*x = UpdateContainerRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1098,7 @@ func (x *UpdateContainerRequest) String() string {
 func (*UpdateContainerRequest) ProtoMessage() {}
 
 func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1111,7 @@ func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateContainerRequest.ProtoReflect.Descriptor instead.
 func (*UpdateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateContainerRequest) GetContainerId() string {
@@ -973,7 +1139,7 @@ type WriteStdinRequest struct {
 
 func (x *WriteStdinRequest) Reset() {
 	*x = WriteStdinRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1151,7 @@ func (x *WriteStdinRequest) String() string {
 func (*WriteStdinRequest) ProtoMessage() {}
 
 func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1164,7 @@ func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinRequest.ProtoReflect.Descriptor instead.
 func (*WriteStdinRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WriteStdinRequest) GetContainerId() string {
@@ -1031,7 +1197,7 @@ type WriteStdinResponse struct {
 
 func (x *WriteStdinResponse) Reset() {
 	*x = WriteStdinResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1209,7 @@ func (x *WriteStdinResponse) String() string {
 func (*WriteStdinResponse) ProtoMessage() {}
 
 func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1222,7 @@ func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinResponse.ProtoReflect.Descriptor instead.
 func (*WriteStdinResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WriteStdinResponse) GetLen() uint32 {
@@ -1078,7 +1244,7 @@ type ReadOutputRequest struct {
 
 func (x *ReadOutputRequest) Reset() {
 	*x = ReadOutputRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1256,7 @@ func (x *ReadOutputRequest) String() string {
 func (*ReadOutputRequest) ProtoMessage() {}
 
 func (x *ReadOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1269,7 @@ func (x *ReadOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadOutputRequest.ProtoReflect.Descriptor instead.
 func (*ReadOutputRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReadOutputRequest) GetContainerId() string {
@@ -1137,7 +1303,7 @@ type ReadOutputResponse struct {
 
 func (x *ReadOutputResponse) Reset() {
 	*x = ReadOutputResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1315,7 @@ func (x *ReadOutputResponse) String() string {
 func (*ReadOutputResponse) ProtoMessage() {}
 
 func (x *ReadOutputResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1328,7 @@ func (x *ReadOutputResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadOutputResponse.ProtoReflect.Descriptor instead.
 func (*ReadOutputResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReadOutputResponse) GetData() []byte {
@@ -1191,7 +1357,7 @@ type ResizePtyRequest struct {
 
 func (x *ResizePtyRequest) Reset() {
 	*x = ResizePtyRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1369,7 @@ func (x *ResizePtyRequest) String() string {
 func (*ResizePtyRequest) ProtoMessage() {}
 
 func (x *ResizePtyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1382,7 @@ func (x *ResizePtyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizePtyRequest.ProtoReflect.Descriptor instead.
 func (*ResizePtyRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ResizePtyRequest) GetContainerId() string {
@@ -1259,7 +1425,7 @@ type RestoredRequest struct {
 
 func (x *RestoredRequest) Reset() {
 	*x = RestoredRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1437,7 @@ func (x *RestoredRequest) String() string {
 func (*RestoredRequest) ProtoMessage() {}
 
 func (x *RestoredRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1450,7 @@ func (x *RestoredRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoredRequest.ProtoReflect.Descriptor instead.
 func (*RestoredRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RestoredRequest) GetEntropy() []byte {
@@ -1315,7 +1481,7 @@ type Interface struct {
 
 func (x *Interface) Reset() {
 	*x = Interface{}
-	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1493,7 @@ func (x *Interface) String() string {
 func (*Interface) ProtoMessage() {}
 
 func (x *Interface) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1506,7 @@ func (x *Interface) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interface.ProtoReflect.Descriptor instead.
 func (*Interface) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Interface) GetMac() string {
@@ -1384,7 +1550,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1562,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1575,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Route) GetDestination() string {
@@ -1443,7 +1609,7 @@ type ConfigureNetworkRequest struct {
 
 func (x *ConfigureNetworkRequest) Reset() {
 	*x = ConfigureNetworkRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1621,7 @@ func (x *ConfigureNetworkRequest) String() string {
 func (*ConfigureNetworkRequest) ProtoMessage() {}
 
 func (x *ConfigureNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1634,7 @@ func (x *ConfigureNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureNetworkRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ConfigureNetworkRequest) GetInterfaces() []*Interface {
@@ -1497,7 +1663,7 @@ type ConfigureSandboxRequest struct {
 
 func (x *ConfigureSandboxRequest) Reset() {
 	*x = ConfigureSandboxRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1675,7 @@ func (x *ConfigureSandboxRequest) String() string {
 func (*ConfigureSandboxRequest) ProtoMessage() {}
 
 func (x *ConfigureSandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1688,7 @@ func (x *ConfigureSandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureSandboxRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureSandboxRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ConfigureSandboxRequest) GetHostname() string {
@@ -1537,6 +1703,251 @@ func (x *ConfigureSandboxRequest) GetSysctls() map[string]string {
 		return x.Sysctls
 	}
 	return nil
+}
+
+type DialPortRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Port          uint32                 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialPortRequest) Reset() {
+	*x = DialPortRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialPortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialPortRequest) ProtoMessage() {}
+
+func (x *DialPortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialPortRequest.ProtoReflect.Descriptor instead.
+func (*DialPortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DialPortRequest) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+type DialPortResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialPortResponse) Reset() {
+	*x = DialPortResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialPortResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialPortResponse) ProtoMessage() {}
+
+func (x *DialPortResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialPortResponse.ProtoReflect.Descriptor instead.
+func (*DialPortResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DialPortResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type WritePortRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	CloseWrite    bool                   `protobuf:"varint,3,opt,name=close_write,json=closeWrite,proto3" json:"close_write,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WritePortRequest) Reset() {
+	*x = WritePortRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WritePortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WritePortRequest) ProtoMessage() {}
+
+func (x *WritePortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WritePortRequest.ProtoReflect.Descriptor instead.
+func (*WritePortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *WritePortRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *WritePortRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *WritePortRequest) GetCloseWrite() bool {
+	if x != nil {
+		return x.CloseWrite
+	}
+	return false
+}
+
+type ReadPortRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// len is the most bytes to return.
+	Len           uint32 `protobuf:"varint,2,opt,name=len,proto3" json:"len,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadPortRequest) Reset() {
+	*x = ReadPortRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadPortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadPortRequest) ProtoMessage() {}
+
+func (x *ReadPortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadPortRequest.ProtoReflect.Descriptor instead.
+func (*ReadPortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ReadPortRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ReadPortRequest) GetLen() uint32 {
+	if x != nil {
+		return x.Len
+	}
+	return 0
+}
+
+type ClosePortRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClosePortRequest) Reset() {
+	*x = ClosePortRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClosePortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClosePortRequest) ProtoMessage() {}
+
+func (x *ClosePortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClosePortRequest.ProtoReflect.Descriptor instead.
+func (*ClosePortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ClosePortRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
 }
 
 var File_agent_v1_agent_proto protoreflect.FileDescriptor
@@ -1592,7 +2003,7 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x06signal\x18\x03 \x01(\rR\x06signal\x12\x10\n" +
 	"\x03all\x18\x04 \x01(\bR\x03all\"&\n" +
 	"\x10ListPidsResponse\x12\x12\n" +
-	"\x04pids\x18\x01 \x03(\rR\x04pids\"\x93\x02\n" +
+	"\x04pids\x18\x01 \x03(\rR\x04pids\"\xd4\x02\n" +
 	"\rStatsResponse\x12 \n" +
 	"\fcpu_usage_ns\x18\x01 \x01(\x04R\n" +
 	"cpuUsageNs\x12\x1e\n" +
@@ -1602,7 +2013,17 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x12memory_limit_bytes\x18\x05 \x01(\x04R\x10memoryLimitBytes\x12!\n" +
 	"\fpids_current\x18\x06 \x01(\x04R\vpidsCurrent\x12\x1d\n" +
 	"\n" +
-	"pids_limit\x18\a \x01(\x04R\tpidsLimit\"Y\n" +
+	"pids_limit\x18\a \x01(\x04R\tpidsLimit\x12?\n" +
+	"\rmemory_events\x18\b \x01(\v2\x1a.scc.agent.v1.MemoryEventsR\fmemoryEvents\"s\n" +
+	"\fMemoryEvents\x12\x10\n" +
+	"\x03low\x18\x01 \x01(\x04R\x03low\x12\x12\n" +
+	"\x04high\x18\x02 \x01(\x04R\x04high\x12\x10\n" +
+	"\x03max\x18\x03 \x01(\x04R\x03max\x12\x10\n" +
+	"\x03oom\x18\x04 \x01(\x04R\x03oom\x12\x19\n" +
+	"\boom_kill\x18\x05 \x01(\x04R\aoomKill\"\x14\n" +
+	"\x12GetOOMEventRequest\"-\n" +
+	"\bOOMEvent\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"Y\n" +
 	"\x16UpdateContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1c\n" +
 	"\tresources\x18\x02 \x01(\fR\tresources\"c\n" +
@@ -1646,7 +2067,21 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\asysctls\x18\x02 \x03(\v22.scc.agent.v1.ConfigureSandboxRequest.SysctlsEntryR\asysctls\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xd2\f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"%\n" +
+	"\x0fDialPortRequest\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\"\"\n" +
+	"\x10DialPortResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"W\n" +
+	"\x10WritePortRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x1f\n" +
+	"\vclose_write\x18\x03 \x01(\bR\n" +
+	"closeWrite\"3\n" +
+	"\x0fReadPortRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
+	"\x03len\x18\x02 \x01(\rR\x03len\"\"\n" +
+	"\x10ClosePortRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id2\xc7\x0f\n" +
 	"\x05Agent\x12=\n" +
 	"\x04Ping\x12\x19.scc.agent.v1.PingRequest\x1a\x1a.scc.agent.v1.PingResponse\x12O\n" +
 	"\x0fCreateContainer\x12$.scc.agent.v1.CreateContainerRequest\x1a\x16.google.protobuf.Empty\x12R\n" +
@@ -1660,7 +2095,8 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x0fResumeContainer\x12\x1e.scc.agent.v1.ContainerRequest\x1a\x16.google.protobuf.Empty\x12J\n" +
 	"\bListPids\x12\x1e.scc.agent.v1.ContainerRequest\x1a\x1e.scc.agent.v1.ListPidsResponse\x12M\n" +
 	"\x0eStatsContainer\x12\x1e.scc.agent.v1.ContainerRequest\x1a\x1b.scc.agent.v1.StatsResponse\x12O\n" +
-	"\x0fUpdateContainer\x12$.scc.agent.v1.UpdateContainerRequest\x1a\x16.google.protobuf.Empty\x12O\n" +
+	"\x0fUpdateContainer\x12$.scc.agent.v1.UpdateContainerRequest\x1a\x16.google.protobuf.Empty\x12G\n" +
+	"\vGetOOMEvent\x12 .scc.agent.v1.GetOOMEventRequest\x1a\x16.scc.agent.v1.OOMEvent\x12O\n" +
 	"\n" +
 	"WriteStdin\x12\x1f.scc.agent.v1.WriteStdinRequest\x1a .scc.agent.v1.WriteStdinResponse\x12B\n" +
 	"\n" +
@@ -1672,7 +2108,11 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\tResizePty\x12\x1e.scc.agent.v1.ResizePtyRequest\x1a\x16.google.protobuf.Empty\x12A\n" +
 	"\bRestored\x12\x1d.scc.agent.v1.RestoredRequest\x1a\x16.google.protobuf.Empty\x12Q\n" +
 	"\x10ConfigureNetwork\x12%.scc.agent.v1.ConfigureNetworkRequest\x1a\x16.google.protobuf.Empty\x12Q\n" +
-	"\x10ConfigureSandbox\x12%.scc.agent.v1.ConfigureSandboxRequest\x1a\x16.google.protobuf.EmptyB0Z.github.com/sccontainers/scc/api/agent/v1;agentb\x06proto3"
+	"\x10ConfigureSandbox\x12%.scc.agent.v1.ConfigureSandboxRequest\x1a\x16.google.protobuf.Empty\x12I\n" +
+	"\bDialPort\x12\x1d.scc.agent.v1.DialPortRequest\x1a\x1e.scc.agent.v1.DialPortResponse\x12M\n" +
+	"\tWritePort\x12\x1e.scc.agent.v1.WritePortRequest\x1a .scc.agent.v1.WriteStdinResponse\x12K\n" +
+	"\bReadPort\x12\x1d.scc.agent.v1.ReadPortRequest\x1a .scc.agent.v1.ReadOutputResponse\x12C\n" +
+	"\tClosePort\x12\x1e.scc.agent.v1.ClosePortRequest\x1a\x16.google.protobuf.EmptyB0Z.github.com/sccontainers/scc/api/agent/v1;agentb\x06proto3"
 
 var (
 	file_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -1686,7 +2126,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(*PingRequest)(nil),             // 0: scc.agent.v1.PingRequest
 	(*PingResponse)(nil),            // 1: scc.agent.v1.PingResponse
@@ -1703,79 +2143,98 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*SignalProcessRequest)(nil),    // 12: scc.agent.v1.SignalProcessRequest
 	(*ListPidsResponse)(nil),        // 13: scc.agent.v1.ListPidsResponse
 	(*StatsResponse)(nil),           // 14: scc.agent.v1.StatsResponse
-	(*UpdateContainerRequest)(nil),  // 15: scc.agent.v1.UpdateContainerRequest
-	(*WriteStdinRequest)(nil),       // 16: scc.agent.v1.WriteStdinRequest
-	(*WriteStdinResponse)(nil),      // 17: scc.agent.v1.WriteStdinResponse
-	(*ReadOutputRequest)(nil),       // 18: scc.agent.v1.ReadOutputRequest
-	(*ReadOutputResponse)(nil),      // 19: scc.agent.v1.ReadOutputResponse
-	(*ResizePtyRequest)(nil),        // 20: scc.agent.v1.ResizePtyRequest
-	(*RestoredRequest)(nil),         // 21: scc.agent.v1.RestoredRequest
-	(*Interface)(nil),               // 22: scc.agent.v1.Interface
-	(*Route)(nil),                   // 23: scc.agent.v1.Route
-	(*ConfigureNetworkRequest)(nil), // 24: scc.agent.v1.ConfigureNetworkRequest
-	(*ConfigureSandboxRequest)(nil), // 25: scc.agent.v1.ConfigureSandboxRequest
-	nil,                             // 26: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
-	(*GuestImage)(nil),              // 27: scc.agent.v1.GuestImage
-	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),           // 29: google.protobuf.Empty
+	(*MemoryEvents)(nil),            // 15: scc.agent.v1.MemoryEvents
+	(*GetOOMEventRequest)(nil),      // 16: scc.agent.v1.GetOOMEventRequest
+	(*OOMEvent)(nil),                // 17: scc.agent.v1.OOMEvent
+	(*UpdateContainerRequest)(nil),  // 18: scc.agent.v1.UpdateContainerRequest
+	(*WriteStdinRequest)(nil),       // 19: scc.agent.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil),      // 20: scc.agent.v1.WriteStdinResponse
+	(*ReadOutputRequest)(nil),       // 21: scc.agent.v1.ReadOutputRequest
+	(*ReadOutputResponse)(nil),      // 22: scc.agent.v1.ReadOutputResponse
+	(*ResizePtyRequest)(nil),        // 23: scc.agent.v1.ResizePtyRequest
+	(*RestoredRequest)(nil),         // 24: scc.agent.v1.RestoredRequest
+	(*Interface)(nil),               // 25: scc.agent.v1.Interface
+	(*Route)(nil),                   // 26: scc.agent.v1.Route
+	(*ConfigureNetworkRequest)(nil), // 27: scc.agent.v1.ConfigureNetworkRequest
+	(*ConfigureSandboxRequest)(nil), // 28: scc.agent.v1.ConfigureSandboxRequest
+	(*DialPortRequest)(nil),         // 29: scc.agent.v1.DialPortRequest
+	(*DialPortResponse)(nil),        // 30: scc.agent.v1.DialPortResponse
+	(*WritePortRequest)(nil),        // 31: scc.agent.v1.WritePortRequest
+	(*ReadPortRequest)(nil),         // 32: scc.agent.v1.ReadPortRequest
+	(*ClosePortRequest)(nil),        // 33: scc.agent.v1.ClosePortRequest
+	nil,                             // 34: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	(*GuestImage)(nil),              // 35: scc.agent.v1.GuestImage
+	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),           // 37: google.protobuf.Empty
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: scc.agent.v1.CreateContainerRequest.rootfs:type_name -> scc.agent.v1.Mount
 	4,  // 1: scc.agent.v1.CreateContainerRequest.stdio:type_name -> scc.agent.v1.StdioConfig
-	27, // 2: scc.agent.v1.CreateContainerRequest.image:type_name -> scc.agent.v1.GuestImage
+	35, // 2: scc.agent.v1.CreateContainerRequest.image:type_name -> scc.agent.v1.GuestImage
 	4,  // 3: scc.agent.v1.ExecProcessRequest.stdio:type_name -> scc.agent.v1.StdioConfig
-	28, // 4: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
-	28, // 5: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
-	22, // 6: scc.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> scc.agent.v1.Interface
-	23, // 7: scc.agent.v1.ConfigureNetworkRequest.routes:type_name -> scc.agent.v1.Route
-	26, // 8: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
-	0,  // 9: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
-	3,  // 10: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
-	5,  // 11: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
-	7,  // 12: scc.agent.v1.Agent.ExecProcess:input_type -> scc.agent.v1.ExecProcessRequest
-	10, // 13: scc.agent.v1.Agent.WaitProcess:input_type -> scc.agent.v1.WaitProcessRequest
-	12, // 14: scc.agent.v1.Agent.SignalProcess:input_type -> scc.agent.v1.SignalProcessRequest
-	8,  // 15: scc.agent.v1.Agent.DeleteProcess:input_type -> scc.agent.v1.ProcessRequest
-	9,  // 16: scc.agent.v1.Agent.DeleteContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 17: scc.agent.v1.Agent.PauseContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 18: scc.agent.v1.Agent.ResumeContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 19: scc.agent.v1.Agent.ListPids:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 20: scc.agent.v1.Agent.StatsContainer:input_type -> scc.agent.v1.ContainerRequest
-	15, // 21: scc.agent.v1.Agent.UpdateContainer:input_type -> scc.agent.v1.UpdateContainerRequest
-	16, // 22: scc.agent.v1.Agent.WriteStdin:input_type -> scc.agent.v1.WriteStdinRequest
-	8,  // 23: scc.agent.v1.Agent.CloseStdin:input_type -> scc.agent.v1.ProcessRequest
-	18, // 24: scc.agent.v1.Agent.ReadStdout:input_type -> scc.agent.v1.ReadOutputRequest
-	18, // 25: scc.agent.v1.Agent.ReadStderr:input_type -> scc.agent.v1.ReadOutputRequest
-	20, // 26: scc.agent.v1.Agent.ResizePty:input_type -> scc.agent.v1.ResizePtyRequest
-	21, // 27: scc.agent.v1.Agent.Restored:input_type -> scc.agent.v1.RestoredRequest
-	24, // 28: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
-	25, // 29: scc.agent.v1.Agent.ConfigureSandbox:input_type -> scc.agent.v1.ConfigureSandboxRequest
-	1,  // 30: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
-	29, // 31: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
-	6,  // 32: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
-	6,  // 33: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
-	11, // 34: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
-	29, // 35: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
-	29, // 36: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
-	29, // 37: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
-	29, // 38: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
-	29, // 39: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
-	13, // 40: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
-	14, // 41: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
-	29, // 42: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
-	17, // 43: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
-	29, // 44: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
-	19, // 45: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
-	19, // 46: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
-	29, // 47: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
-	29, // 48: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
-	29, // 49: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
-	29, // 50: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
-	30, // [30:51] is the sub-list for method output_type
-	9,  // [9:30] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	36, // 4: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
+	15, // 5: scc.agent.v1.StatsResponse.memory_events:type_name -> scc.agent.v1.MemoryEvents
+	36, // 6: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
+	25, // 7: scc.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> scc.agent.v1.Interface
+	26, // 8: scc.agent.v1.ConfigureNetworkRequest.routes:type_name -> scc.agent.v1.Route
+	34, // 9: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	0,  // 10: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
+	3,  // 11: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
+	5,  // 12: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
+	7,  // 13: scc.agent.v1.Agent.ExecProcess:input_type -> scc.agent.v1.ExecProcessRequest
+	10, // 14: scc.agent.v1.Agent.WaitProcess:input_type -> scc.agent.v1.WaitProcessRequest
+	12, // 15: scc.agent.v1.Agent.SignalProcess:input_type -> scc.agent.v1.SignalProcessRequest
+	8,  // 16: scc.agent.v1.Agent.DeleteProcess:input_type -> scc.agent.v1.ProcessRequest
+	9,  // 17: scc.agent.v1.Agent.DeleteContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 18: scc.agent.v1.Agent.PauseContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 19: scc.agent.v1.Agent.ResumeContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 20: scc.agent.v1.Agent.ListPids:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 21: scc.agent.v1.Agent.StatsContainer:input_type -> scc.agent.v1.ContainerRequest
+	18, // 22: scc.agent.v1.Agent.UpdateContainer:input_type -> scc.agent.v1.UpdateContainerRequest
+	16, // 23: scc.agent.v1.Agent.GetOOMEvent:input_type -> scc.agent.v1.GetOOMEventRequest
+	19, // 24: scc.agent.v1.Agent.WriteStdin:input_type -> scc.agent.v1.WriteStdinRequest
+	8,  // 25: scc.agent.v1.Agent.CloseStdin:input_type -> scc.agent.v1.ProcessRequest
+	21, // 26: scc.agent.v1.Agent.ReadStdout:input_type -> scc.agent.v1.ReadOutputRequest
+	21, // 27: scc.agent.v1.Agent.ReadStderr:input_type -> scc.agent.v1.ReadOutputRequest
+	23, // 28: scc.agent.v1.Agent.ResizePty:input_type -> scc.agent.v1.ResizePtyRequest
+	24, // 29: scc.agent.v1.Agent.Restored:input_type -> scc.agent.v1.RestoredRequest
+	27, // 30: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
+	28, // 31: scc.agent.v1.Agent.ConfigureSandbox:input_type -> scc.agent.v1.ConfigureSandboxRequest
+	29, // 32: scc.agent.v1.Agent.DialPort:input_type -> scc.agent.v1.DialPortRequest
+	31, // 33: scc.agent.v1.Agent.WritePort:input_type -> scc.agent.v1.WritePortRequest
+	32, // 34: scc.agent.v1.Agent.ReadPort:input_type -> scc.agent.v1.ReadPortRequest
+	33, // 35: scc.agent.v1.Agent.ClosePort:input_type -> scc.agent.v1.ClosePortRequest
+	1,  // 36: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
+	37, // 37: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
+	6,  // 38: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
+	6,  // 39: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
+	11, // 40: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
+	37, // 41: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
+	37, // 42: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
+	37, // 43: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
+	37, // 44: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
+	37, // 45: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
+	13, // 46: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
+	14, // 47: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
+	37, // 48: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
+	17, // 49: scc.agent.v1.Agent.GetOOMEvent:output_type -> scc.agent.v1.OOMEvent
+	20, // 50: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
+	37, // 51: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
+	22, // 52: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
+	22, // 53: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
+	37, // 54: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
+	37, // 55: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
+	37, // 56: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
+	37, // 57: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
+	30, // 58: scc.agent.v1.Agent.DialPort:output_type -> scc.agent.v1.DialPortResponse
+	20, // 59: scc.agent.v1.Agent.WritePort:output_type -> scc.agent.v1.WriteStdinResponse
+	22, // 60: scc.agent.v1.Agent.ReadPort:output_type -> scc.agent.v1.ReadOutputResponse
+	37, // 61: scc.agent.v1.Agent.ClosePort:output_type -> google.protobuf.Empty
+	36, // [36:62] is the sub-list for method output_type
+	10, // [10:36] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -1790,7 +2249,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ type AgentService interface {
 	ListPids(context.Context, *ContainerRequest) (*ListPidsResponse, error)
 	StatsContainer(context.Context, *ContainerRequest) (*StatsResponse, error)
 	UpdateContainer(context.Context, *UpdateContainerRequest) (*emptypb.Empty, error)
+	GetOOMEvent(context.Context, *GetOOMEventRequest) (*OOMEvent, error)
 	WriteStdin(context.Context, *WriteStdinRequest) (*WriteStdinResponse, error)
 	CloseStdin(context.Context, *ProcessRequest) (*emptypb.Empty, error)
 	ReadStdout(context.Context, *ReadOutputRequest) (*ReadOutputResponse, error)
@@ -30,6 +31,10 @@ type AgentService interface {
 	Restored(context.Context, *RestoredRequest) (*emptypb.Empty, error)
 	ConfigureNetwork(context.Context, *ConfigureNetworkRequest) (*emptypb.Empty, error)
 	ConfigureSandbox(context.Context, *ConfigureSandboxRequest) (*emptypb.Empty, error)
+	DialPort(context.Context, *DialPortRequest) (*DialPortResponse, error)
+	WritePort(context.Context, *WritePortRequest) (*WriteStdinResponse, error)
+	ReadPort(context.Context, *ReadPortRequest) (*ReadOutputResponse, error)
+	ClosePort(context.Context, *ClosePortRequest) (*emptypb.Empty, error)
 }
 
 func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
@@ -126,6 +131,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 				}
 				return svc.UpdateContainer(ctx, &req)
 			},
+			"GetOOMEvent": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req GetOOMEventRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.GetOOMEvent(ctx, &req)
+			},
 			"WriteStdin": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req WriteStdinRequest
 				if err := unmarshal(&req); err != nil {
@@ -181,6 +193,34 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.ConfigureSandbox(ctx, &req)
+			},
+			"DialPort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req DialPortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.DialPort(ctx, &req)
+			},
+			"WritePort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req WritePortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.WritePort(ctx, &req)
+			},
+			"ReadPort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ReadPortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ReadPort(ctx, &req)
+			},
+			"ClosePort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ClosePortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ClosePort(ctx, &req)
 			},
 		},
 	})
@@ -300,6 +340,14 @@ func (c *agentClient) UpdateContainer(ctx context.Context, req *UpdateContainerR
 	return &resp, nil
 }
 
+func (c *agentClient) GetOOMEvent(ctx context.Context, req *GetOOMEventRequest) (*OOMEvent, error) {
+	var resp OOMEvent
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "GetOOMEvent", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
 func (c *agentClient) WriteStdin(ctx context.Context, req *WriteStdinRequest) (*WriteStdinResponse, error) {
 	var resp WriteStdinResponse
 	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "WriteStdin", req, &resp); err != nil {
@@ -359,6 +407,38 @@ func (c *agentClient) ConfigureNetwork(ctx context.Context, req *ConfigureNetwor
 func (c *agentClient) ConfigureSandbox(ctx context.Context, req *ConfigureSandboxRequest) (*emptypb.Empty, error) {
 	var resp emptypb.Empty
 	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "ConfigureSandbox", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) DialPort(ctx context.Context, req *DialPortRequest) (*DialPortResponse, error) {
+	var resp DialPortResponse
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "DialPort", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) WritePort(ctx context.Context, req *WritePortRequest) (*WriteStdinResponse, error) {
+	var resp WriteStdinResponse
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "WritePort", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ReadPort(ctx context.Context, req *ReadPortRequest) (*ReadOutputResponse, error) {
+	var resp ReadOutputResponse
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "ReadPort", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ClosePort(ctx context.Context, req *ClosePortRequest) (*emptypb.Empty, error) {
+	var resp emptypb.Empty
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "ClosePort", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
