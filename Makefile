@@ -80,7 +80,7 @@ demo: deps guest ## Run a container in a VM through a private containerd.
 bench: deps guest ## Cold/warm start, scale-out and idle memory of scc against runc; writes docs/performance.md, docs/bench.json, docs/bench.png.
 	bin/scc bench --runs $(or $(RUNS),5) --containerd-bin $(CONTAINERD_BIN) --guest $(GUEST_DIR) \
 		--json docs/bench.json --plot docs/bench.png --markdown docs/performance.md
-	$(GO) test -run '^$$' -bench . -benchtime 200x ./vmm/qemu/ ./attest/snp/measure/
+	$(GO) test -run '^$$' -bench . -benchtime 200x ./vmm/qemu/ ./vmm/image/ ./attest/snp/measure/ ./attest/tdx/measure/ ./attest/verifier/
 
 lint: ## gofmt and go vet.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go') && exit 1)
