@@ -71,6 +71,9 @@ type ConfidentialConfig struct {
 	// read-only to the VMs that need it, so that only the confidential
 	// layers cross the registry channel.
 	LayerCache string `toml:"layer_cache"`
+	// LayerCacheMaxMiB bounds the cache: after adding a layer, the least
+	// recently used ones go until it fits. 0: no bound.
+	LayerCacheMaxMiB int64 `toml:"layer_cache_max_mib"`
 }
 
 func (c ConfidentialConfig) validate() error {
@@ -95,6 +98,9 @@ func (c ConfidentialConfig) validate() error {
 		if p := strings.Split(k, "/"); len(p) != 3 || p[0] == "" || p[1] == "" || p[2] == "" {
 			errs = append(errs, fmt.Errorf("confidential.jwe_keys: %q: want repository/type/tag", k))
 		}
+	}
+	if c.LayerCacheMaxMiB < 0 {
+		errs = append(errs, fmt.Errorf("confidential.layer_cache_max_mib %d: want 0 (no bound) or more", c.LayerCacheMaxMiB))
 	}
 	if c.SimMeasurement != "" {
 		if b, err := hex.DecodeString(c.SimMeasurement); err != nil || len(b) != 48 {

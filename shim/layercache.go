@@ -3,13 +3,16 @@ package shim
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -123,6 +126,9 @@ func (c ConfidentialConfig) cachedLayer(ctx context.Context, rimg v1.Image, desc
 	}
 	path := filepath.Join(c.LayerCache, h.Hex+".img")
 	if _, err := os.Stat(path); err == nil {
+		// The modification time orders the entries for eviction.
+		now := time.Now()
+		_ = os.Chtimes(path, now, now)
 		return path, nil
 	}
 	if err := os.MkdirAll(c.LayerCache, 0o700); err != nil {
@@ -157,7 +163,50 @@ func (c ConfidentialConfig) cachedLayer(ctx context.Context, rimg v1.Image, desc
 	if err := os.Rename(tmp, path); err != nil {
 		return "", fmt.Errorf("layer cache: %w", err)
 	}
+	if c.LayerCacheMaxMiB > 0 {
+		if err := evictLayers(c.LayerCache, c.LayerCacheMaxMiB<<20, path); err != nil {
+			log.G(ctx).WithError(err).Warn("layer cache: evict")
+		}
+	}
 	return path, nil
+}
+
+// evictLayers removes the least recently used cache entries, other than
+// keep, until the cache holds at most max bytes. A VM that has an entry
+// attached keeps reading it: QEMU holds the file open.
+func evictLayers(dir string, max int64, keep string) error {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.img"))
+	if err != nil {
+		return err
+	}
+	type entry struct {
+		path string
+		size int64
+		used time.Time
+	}
+	var entries []entry
+	var total int64
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		total += fi.Size()
+		if p != keep {
+			entries = append(entries, entry{p, fi.Size(), fi.ModTime()})
+		}
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].used.Before(entries[j].used) })
+	for _, e := range entries {
+		if total <= max {
+			break
+		}
+		if err := os.Remove(e.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		total -= e.size
+	}
+	return nil
 }
 
 // concat writes the files srcs one after the other to dst.
