@@ -68,12 +68,8 @@ func TestFormatsOfRealFiles(t *testing.T) {
 
 func TestUEFIBoot(t *testing.T) {
 	dir := t.TempDir()
-	ovmf := filepath.Join(dir, "OVMF.fd")
-	if err := os.WriteFile(ovmf, vmmtest.UEFIFirmware(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bios := filepath.Join(dir, "bios.rom")
-	if err := os.WriteFile(bios, make([]byte, 64<<10), 0o644); err != nil {
+	ovmf, bios, err := vmmtest.WriteFirmware(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {

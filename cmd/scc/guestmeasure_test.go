@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,7 +13,7 @@ import (
 	snpmeasure "github.com/sccontainers/scc/attest/snp/measure"
 	"github.com/sccontainers/scc/vmm"
 	"github.com/sccontainers/scc/vmm/image"
-	"github.com/sccontainers/scc/vmm/vmmtest"
+	"github.com/sccontainers/scc/vmm/image/imagetest"
 )
 
 // The measure package's real TDVF and the values known for it and for the
@@ -28,32 +26,13 @@ const (
 	wantRTMR2    = "ff8575528b5dfce8a3411d775284ad682ae335baefce2ad547541e23c3ec92135222e36b2ae5e61501044604bb0f1dea"
 )
 
-// writeGuestImage writes a guest image directory as `scc guest build`
-// leaves it, with small stand-in files: a PVH vmlinux and a bzImage with an
-// EFI stub of different contents.
+// writeGuestImage writes a guest image as `scc guest build` leaves it,
+// with stand-in kernels and the initrd and command line the measure
+// package's known values are for.
 func writeGuestImage(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
-	vmlinux, vmlinuz := []byte("\x7fELF\x02\x01\x01\x00 vmlinux"), vmmtest.EFIKernel([]byte("vmlinuz"))
-	initrd, cmdline := []byte("hello initrd"), "console=ttyS0 quiet"
-	for name, b := range map[string][]byte{"vmlinux": vmlinux, "vmlinuz": vmlinuz, "initrd.img": initrd} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	manifest, err := json.Marshal(map[string]any{
-		"version":        2,
-		"kernel":         map[string]string{"path": "vmlinux", "sha256": sum(vmlinux)},
-		"efi_kernel":     map[string]string{"path": "vmlinuz", "sha256": sum(vmlinuz)},
-		"initrd":         map[string]string{"path": "initrd.img", "sha256": sum(initrd)},
-		"cmdline":        cmdline,
-		"cmdline_sha256": sum([]byte(cmdline)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), manifest, 0o644); err != nil {
+	if _, err := imagetest.Write(dir, []byte("hello initrd"), "console=ttyS0 quiet"); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -96,21 +75,7 @@ func TestGuestMeasureSNP(t *testing.T) {
 // vmlinux is not what a confidential launch boots.
 func TestGuestMeasureVersion1Image(t *testing.T) {
 	dir := writeGuestImage(t)
-	p := filepath.Join(dir, "manifest.json")
-	raw, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	delete(m, "version")
-	delete(m, "efi_kernel")
-	if raw, err = json.Marshal(m); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, raw, 0o644); err != nil {
+	if err := imagetest.AsVersion1(dir); err != nil {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{

@@ -214,12 +214,8 @@ func TestManifestVersion1(t *testing.T) {
 // others.
 func TestManifestConfigure(t *testing.T) {
 	dir, m := writeImage(t)
-	ovmf := filepath.Join(dir, "OVMF.fd")
-	if err := os.WriteFile(ovmf, vmmtest.UEFIFirmware(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	qboot := filepath.Join(dir, "qboot.rom")
-	if err := os.WriteFile(qboot, make([]byte, 64<<10), 0o644); err != nil {
+	ovmf, qboot, err := vmmtest.WriteFirmware(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {

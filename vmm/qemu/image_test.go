@@ -2,12 +2,7 @@ package qemu
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -15,6 +10,7 @@ import (
 	"github.com/sccontainers/scc/vmm"
 	"github.com/sccontainers/scc/vmm/confidential"
 	"github.com/sccontainers/scc/vmm/image"
+	"github.com/sccontainers/scc/vmm/image/imagetest"
 	"github.com/sccontainers/scc/vmm/vmmtest"
 )
 
@@ -33,42 +29,11 @@ var (
 	zeroMRConfigID = base64.StdEncoding.EncodeToString(make([]byte, 48))
 )
 
-// writeGuestImage writes a guest image as `scc guest build` does, with
-// stand-in files, and loads it.
+// writeGuestImage writes a guest image of stand-in files and loads it.
 func writeGuestImage(t *testing.T) *image.Manifest {
 	t.Helper()
-	dir := t.TempDir()
-	files := map[string][]byte{
-		image.VmlinuxName: []byte("\x7fELF\x02\x01\x01\x00 vmlinux"),
-		image.VmlinuzName: vmmtest.EFIKernel([]byte("vmlinuz")),
-		image.InitrdName:  []byte("initrd"),
-	}
-	sum := func(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	const cmdline = "console=ttyS0 quiet"
-	raw, err := json.Marshal(image.Manifest{
-		Version:       image.ManifestVersion,
-		Kernel:        image.File{Path: image.VmlinuxName, SHA256: sum(files[image.VmlinuxName])},
-		EFIKernel:     image.File{Path: image.VmlinuzName, SHA256: sum(files[image.VmlinuzName])},
-		Initrd:        image.File{Path: image.InitrdName, SHA256: sum(files[image.InitrdName])},
-		Cmdline:       cmdline,
-		CmdlineSHA256: sum([]byte(cmdline)),
-	})
+	m, err := imagetest.Write(t.TempDir(), []byte("initrd"), "console=ttyS0 quiet")
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, image.ManifestName), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	m, err := image.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Verify(); err != nil {
 		t.Fatal(err)
 	}
 	return m
@@ -89,13 +54,8 @@ func kernelArg(args []string) string {
 // name the bzImage.
 func TestArgsFromGuestImage(t *testing.T) {
 	m := writeGuestImage(t)
-	fwDir := t.TempDir()
-	ovmf := filepath.Join(fwDir, "OVMF.fd")
-	if err := os.WriteFile(ovmf, vmmtest.UEFIFirmware(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	qboot := filepath.Join(fwDir, "qboot.rom")
-	if err := os.WriteFile(qboot, make([]byte, 64<<10), 0o644); err != nil {
+	ovmf, qboot, err := vmmtest.WriteFirmware(t.TempDir())
+	if err != nil {
 		t.Fatal(err)
 	}
 	stateDir := t.TempDir()

@@ -6,6 +6,7 @@ package vmmtest
 import (
 	"encoding/binary"
 	"os"
+	"path/filepath"
 )
 
 // EFIKernel returns the bytes of a stand-in bzImage with an EFI stub
@@ -36,4 +37,18 @@ func UEFIFirmware() []byte {
 	b := make([]byte, 64<<10)
 	copy(b[40:], "_FVH")
 	return b
+}
+
+// WriteFirmware writes a stand-in UEFI firmware (OVMF.fd, UEFIFirmware)
+// and a stand-in legacy BIOS (qboot.rom, 64 KiB of zeros) into dir and
+// returns their paths.
+func WriteFirmware(dir string) (uefi, bios string, err error) {
+	uefi, bios = filepath.Join(dir, "OVMF.fd"), filepath.Join(dir, "qboot.rom")
+	if err := os.WriteFile(uefi, UEFIFirmware(), 0o644); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(bios, make([]byte, 64<<10), 0o644); err != nil {
+		return "", "", err
+	}
+	return uefi, bios, nil
 }
