@@ -6,13 +6,15 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 # Downloads and tools built once per machine (kernel package, containerd).
 SCC_CACHE_DIR ?= /var/cache/scc
-# The guest image (vmlinux, initrd.img, manifest.json).
+# The guest image (vmlinux, vmlinuz, initrd.img, manifest.json).
 GUEST_DIR ?= $(CURDIR)/build/guest
 CONTAINERD_VERSION := $(shell awk '$$1 == "github.com/containerd/containerd/v2" {print $$2}' go.mod)
 CONTAINERD_BIN := $(SCC_CACHE_DIR)/containerd-$(CONTAINERD_VERSION)/bin
 # crictl (and later critest), pinned by hack/tools/go.mod.
 TOOLS_BIN := $(SCC_CACHE_DIR)/tools/bin
 CRICTL := $(TOOLS_BIN)/crictl
+# distribution's registry: critest's images and the guest pull tests.
+REGISTRY := $(TOOLS_BIN)/registry
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 GO ?= go
@@ -21,7 +23,7 @@ GO_LDFLAGS := -X github.com/sccontainers/scc/shim.Version=$(VERSION)
 # libcontainer needs cgo (nsenter), so it is linked statically with cgo.
 AGENT_TAGS := netgo osusergo static_build seccomp
 
-export SCC_CACHE_DIR GUEST_DIR CONTAINERD_BIN CRICTL
+export SCC_CACHE_DIR GUEST_DIR CONTAINERD_BIN CRICTL REGISTRY
 
 .PHONY: help deps build agent guest containerd tools protos check-protos test unit e2e demo bench lint clean
 
@@ -32,7 +34,7 @@ deps: ## Install what building and testing need (apt packages, containerd and cr
 	hack/install-deps.sh
 	$(MAKE) containerd tools
 
-tools: $(CRICTL) ## Build crictl at the version hack/tools/go.mod pins.
+tools: $(CRICTL) $(REGISTRY) ## Build crictl and the registry at the versions hack/tools/go.mod pins.
 
 $(CRICTL): hack/tools/go.mod
 	mkdir -p $(TOOLS_BIN)
@@ -78,7 +80,9 @@ demo: deps guest ## Run a container in a VM through a private containerd.
 bench: deps guest ## Cold/warm start, scale-out and idle memory of scc against runc; writes docs/performance.md, docs/bench.json, docs/bench.png.
 	bin/scc bench --runs $(or $(RUNS),5) --containerd-bin $(CONTAINERD_BIN) --guest $(GUEST_DIR) \
 		--json docs/bench.json --plot docs/bench.png --markdown docs/performance.md
-	$(GO) test -run '^$$' -bench . -benchtime 200x ./vmm/qemu/ ./attest/snp/measure/
+	$(GO) test -run '^$$' -bench . -benchtime 200x ./vmm/qemu/ ./vmm/image/ ./attest/snp/measure/ ./attest/tdx/measure/ ./attest/verifier/
+	$(GO) test -run '^$$' -bench SandboxStart -benchtime 5x ./shim/
+	$(GO) test -run '^$$' -bench AgentRoundTrip -benchtime 200x ./shim/
 
 lint: ## gofmt and go vet.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go') && exit 1)
@@ -90,7 +94,6 @@ clean: ## Remove build outputs.
 # cri-tools' CRI validation suite and the registry it pulls its test
 # images from, pinned by hack/tools/go.mod.
 CRITEST := $(TOOLS_BIN)/critest
-REGISTRY := $(TOOLS_BIN)/registry
 CRITEST_REPORT ?= $(CURDIR)/build/critest
 
 .PHONY: critest

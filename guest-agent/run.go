@@ -5,6 +5,7 @@ package guestagent
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/sccontainers/scc/guest-agent/initsys"
 	"github.com/sccontainers/scc/guest-agent/reaper"
 	"github.com/sccontainers/scc/guest-agent/vport"
+	"github.com/sccontainers/scc/internal/forward"
 )
 
 // Kernel command line parameters the agent reads.
@@ -111,6 +113,7 @@ func run(ctx context.Context) error {
 	}
 	if pid1 {
 		opts.MountShared = initsys.MountShared
+		opts.OpenForward = openForward
 	}
 	svc := agent.New(opts)
 	srv, err := agent.NewServer(svc)
@@ -129,6 +132,17 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// openForward opens the virtio-serial port of the forwarded channel.
+func openForward(ctx context.Context) (io.ReadWriteCloser, error) {
+	ctx, cancel := context.WithTimeout(ctx, portWait)
+	defer cancel()
+	path, err := vport.Find(ctx, vport.SysClassDir, forward.PortName)
+	if err != nil {
+		return nil, err
+	}
+	return os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 }
 
 // configureLogging sets the log level from the kernel command line. Logs

@@ -320,3 +320,20 @@ func short(h v1.Hash) string {
 	}
 	return h.Algorithm + ":" + h.Hex[:12]
 }
+
+// Integrity builds the integrity descriptor of the non-confidential layer
+// l into o.IntegrityDir, as Split does. With the salt Split used (o.Salt,
+// from the manifest's io.scc.verity.salt) it gives the same erofs image and
+// root hash, so a host can rebuild, and cache, what a split image's
+// manifest describes without the files Split wrote.
+func Integrity(ctx context.Context, l v1.Layer, o Options) (LayerReport, error) {
+	d, err := l.Digest()
+	if err != nil {
+		return LayerReport{}, fmt.Errorf("layer digest: %w", err)
+	}
+	if err := os.MkdirAll(o.IntegrityDir, 0o755); err != nil {
+		return LayerReport{}, fmt.Errorf("create integrity dir: %w", err)
+	}
+	_, rep, err := integrityLayer(ctx, l, v1.Descriptor{Digest: d}, o)
+	return rep, err
+}

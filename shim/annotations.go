@@ -30,6 +30,12 @@ const (
 	// being restored from a VM template. A pod cannot turn templates on
 	// when the configuration has them off.
 	AnnotationSnapshot = "io.scc.snapshot.enabled"
+	// AnnotationConfidential set to "true" makes the pod (or lone
+	// container) confidential, as confidential.enabled does: the guest
+	// pulls and decrypts each container's image, and the host's rootfs is
+	// not shared. A pod cannot turn it off when the configuration has it
+	// on.
+	AnnotationConfidential = "io.scc.confidential"
 
 	annotationPrefix = "io.scc."
 )
@@ -52,6 +58,7 @@ var overridable = map[string]func(cfg *Config, value string) error{
 	AnnotationMemoryMiB:    applyMemory,
 	AnnotationKernelParams: applyKernelParams,
 	AnnotationSnapshot:     applySnapshot,
+	AnnotationConfidential: applyConfidential,
 }
 
 // protectedAnnotations name settings that decide what the VM is, where it
@@ -145,7 +152,7 @@ func applyAnnotations(cfg *Config, policy AnnotationPolicy, annotations map[stri
 	}
 	names := make([]string, 0, len(annotations))
 	for k := range annotations {
-		if strings.HasPrefix(k, annotationPrefix) && !slices.Contains(sandboxIDAnnotations, k) {
+		if strings.HasPrefix(k, annotationPrefix) && !slices.Contains(sandboxIDAnnotations, k) && !slices.Contains(imageAnnotations, k) {
 			names = append(names, k)
 		}
 	}
@@ -271,5 +278,17 @@ func applySnapshot(cfg *Config, value string) error {
 		return fmt.Errorf("VM templates are off in the runtime configuration; a pod cannot turn them on: %w", errdefs.ErrPermissionDenied)
 	}
 	cfg.Snapshot.Enabled = on
+	return nil
+}
+
+func applyConfidential(cfg *Config, value string) error {
+	on, err := strconv.ParseBool(value)
+	if err != nil {
+		return fmt.Errorf("%q is not true or false: %w", value, errdefs.ErrInvalidArgument)
+	}
+	if !on && cfg.Confidential.Enabled {
+		return fmt.Errorf("the runtime configuration makes every container confidential; a pod cannot opt out: %w", errdefs.ErrPermissionDenied)
+	}
+	cfg.Confidential.Enabled = on
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
+	"github.com/sccontainers/scc/snapshot/pool"
 	"github.com/sccontainers/scc/vmm/qemu"
 )
 
@@ -66,10 +67,7 @@ func cleanupSandboxDir(ctx context.Context, dir, id string) error {
 	}
 	if pid := vmPid(dir); pid > 0 {
 		log.G(ctx).WithField("pid", pid).Warn("killing VM left by a dead shim")
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		for i := 0; i < 100 && processAlive(pid); i++ {
-			time.Sleep(20 * time.Millisecond)
-		}
+		killAndWait(pid, 2*time.Second)
 	}
 	return removeStateDir(dir)
 }
@@ -106,6 +104,11 @@ func shimAlive(dir string) bool {
 // vmPid returns the pid of the QEMU process of the VM in dir, checking
 // that the process is still that QEMU before anything signals it.
 func vmPid(dir string) int {
+	// A VM that came from the pool runs under its pool id, and its command
+	// line names the pool directory it started in.
+	if id := pool.ReadID(dir); id != "" {
+		return qemu.ProcessOf(dir, id)
+	}
 	b, err := os.ReadFile(filepath.Join(dir, qemu.PidFileName))
 	if err != nil {
 		return 0
@@ -119,6 +122,14 @@ func vmPid(dir string) int {
 		return 0
 	}
 	return pid
+}
+
+// killAndWait sends SIGKILL to pid and waits up to wait for it to go.
+func killAndWait(pid int, wait time.Duration) {
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for deadline := time.Now().Add(wait); processAlive(pid) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func processAlive(pid int) bool {

@@ -28,6 +28,9 @@ type Config struct {
 	GuestDir string         `toml:"guest_dir"`
 	VM       VMConfig       `toml:"vm"`
 	Snapshot SnapshotConfig `toml:"snapshot"`
+	Pool     PoolConfig     `toml:"pool"`
+	// Confidential makes containers pull their images in the guest.
+	Confidential ConfidentialConfig `toml:"confidential"`
 	// EnableAnnotations lists the io.scc.* pod annotations a pod may use to
 	// change its VM: RE2 expressions matched against the whole annotation
 	// name (see AnnotationPolicy and docs/kubernetes.md). Empty: none.
@@ -47,8 +50,42 @@ type SnapshotConfig struct {
 	AutoCreate bool `toml:"auto_create"`
 }
 
+// PoolConfig keeps VMs restored from a configuration's template ready
+// and paused, so that a sandbox only connects to one and resumes it.
+// Pooled VMs are independent of any shim: they survive shim restarts and
+// are stopped by `scc pool drain`.
+type PoolConfig struct {
+	// Size is the number of ready VMs kept per VM configuration (a pod
+	// whose limits change the VM's size has a configuration of its own).
+	// 0 disables the pool. It needs snapshot.enabled.
+	Size int `toml:"size"`
+	// MaxVMs bounds the VMs of this state_dir, sandboxes and pooled ones
+	// together, that a refill may reach (confidential hardware bounds
+	// them, e.g. SEV-SNP ASIDs). 0: no bound.
+	MaxVMs int `toml:"max_vms"`
+	// MemoryBudgetMiB bounds the guest memory of all pooled VMs. 0: no
+	// bound.
+	MemoryBudgetMiB int `toml:"memory_budget_mib"`
+}
+
+// Start modes, VMConfig.Start.
+const (
+	// StartAuto takes a pooled VM, else restores the template, else boots.
+	StartAuto = "auto"
+	// StartBoot always boots the kernel.
+	StartBoot = "boot"
+	// StartRestore restores the template (booting while there is none),
+	// never taking pooled VMs.
+	StartRestore = "restore"
+	// StartPool is StartAuto that requires a pool (pool.size > 0).
+	StartPool = "pool"
+)
+
 // VMConfig sizes and launches the VM of a sandbox.
 type VMConfig struct {
+	// Start says how a sandbox's VM starts: StartAuto (the default),
+	// StartBoot, StartRestore or StartPool.
+	Start     string `toml:"start"`
 	QEMU      string `toml:"qemu"`
 	Firmware  string `toml:"firmware"`
 	Accel     string `toml:"accel"`
@@ -98,6 +135,7 @@ func DefaultConfig() Config {
 			AutoCreate: true,
 		},
 		VM: VMConfig{
+			Start:       StartAuto,
 			QEMU:        "qemu-system-x86_64",
 			Firmware:    "/usr/share/qemu/qboot.rom",
 			Accel:       "auto",
@@ -151,6 +189,22 @@ func (c Config) validate() error {
 		return errors.New("vm.boot_timeout must be positive")
 	case c.Snapshot.Enabled && c.Snapshot.Dir == "":
 		return errors.New("snapshot.dir must be set when snapshot.enabled")
+	case c.Pool.Size < 0 || c.Pool.MaxVMs < 0 || c.Pool.MemoryBudgetMiB < 0:
+		return errors.New("pool.size, pool.max_vms and pool.memory_budget_mib must not be negative")
+	case c.Pool.Size > 0 && !c.Snapshot.Enabled:
+		return errors.New("pool.size needs snapshot.enabled: pooled VMs are restored from templates")
+	}
+	switch c.VM.Start {
+	case StartAuto, StartBoot, StartRestore:
+	case StartPool:
+		if c.Pool.Size == 0 {
+			return errors.New("vm.start = \"pool\" needs pool.size > 0")
+		}
+	default:
+		return fmt.Errorf("vm.start must be auto, boot, restore or pool, not %q", c.VM.Start)
+	}
+	if c.VM.Start == StartRestore && !c.Snapshot.Enabled {
+		return errors.New("vm.start = \"restore\" needs snapshot.enabled")
 	}
 	switch c.VM.Accel {
 	case "auto", "kvm", "tcg":
@@ -160,5 +214,5 @@ func (c Config) validate() error {
 	if err := (AnnotationPolicy{Enable: c.EnableAnnotations}).validate(); err != nil {
 		return err
 	}
-	return nil
+	return c.Confidential.validate()
 }

@@ -69,7 +69,22 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err := writeSandboxState(r.Bundle, sb.dir); err != nil {
 		return nil, fmt.Errorf("create %s: record sandbox state: %w", r.ID, err)
 	}
-	share, err := sb.share(ctx, r.ID, r.Rootfs, r.Bundle, spec)
+	// A confidential container's guest pulls its image: the host's
+	// rootfs (containerd's snapshot) is never shown to it.
+	var img *agent.GuestImage
+	if sb.confidential.Enabled {
+		if img, err = sb.confidential.guestImage(spec); err != nil {
+			return nil, fmt.Errorf("create %s: %w", r.ID, err)
+		}
+		if sb.confidential.LayerCache != "" {
+			// Without the cache's disks the guest pulls every layer:
+			// slower, never less safe.
+			if img.LayerDisks, err = sb.attachLayerDisks(ctx, img); err != nil {
+				log.G(ctx).WithError(err).Warn("layer cache: the guest pulls every layer")
+			}
+		}
+	}
+	share, err := sb.share(ctx, r.ID, r.Rootfs, r.Bundle, spec, img == nil)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", r.ID, err)
 	}
@@ -90,12 +105,16 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("create %s: encode spec: %w", r.ID, err)
 	}
-	if _, err := sb.agent.CreateContainer(ctx, &agent.CreateContainerRequest{
+	req := &agent.CreateContainerRequest{
 		ContainerId: r.ID,
 		Spec:        specJSON,
-		Rootfs:      &agent.Mount{Source: share.rootfs},
 		Stdio:       io.config(),
-	}); err != nil {
+		Image:       img,
+	}
+	if img == nil {
+		req.Rootfs = &agent.Mount{Source: share.rootfs}
+	}
+	if _, err := sb.agent.CreateContainer(ctx, req); err != nil {
 		return nil, fmt.Errorf("create %s in guest: %w", r.ID, fromAgent(err))
 	}
 	init := newProcess(r.ID, "", io, nil)

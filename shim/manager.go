@@ -194,3 +194,14 @@ func readSandboxState(bundle string) (string, error) {
 	}
 	return st.StateDir, nil
 }
+
+// BinaryConfig is how the shim binary runs under containerd's shim
+// package. The shim's children are its VMM and helpers, each waited for
+// by the code that started it, so neither a reaper (which would take
+// their exit statuses) nor a subreaper is wanted: a pooled VM's QEMU,
+// left behind by the `scc pool fill` a shim started, must not become that
+// shim's child, since another sandbox will own it.
+func BinaryConfig(c *shim.Config) {
+	c.NoReaper = true
+	c.NoSubreaper = true
+}

@@ -18,6 +18,7 @@ import (
 
 	agent "github.com/sccontainers/scc/api/agent/v1"
 	"github.com/sccontainers/scc/attest/vtpm/swtpm"
+	"github.com/sccontainers/scc/internal/forward"
 	"github.com/sccontainers/scc/vmm"
 	"github.com/sccontainers/scc/vmm/image"
 )
@@ -34,7 +35,15 @@ type sandbox struct {
 	tpm    *swtpm.Swtpm // the VM's vTPM, if any
 	client *ttrpc.Client
 	agent  agent.AgentService
-	ports  *portForwarder // a pod's port forwarding, if any
+
+	// confidential is the configuration of the sandbox's confidential
+	// containers (after the pod's annotations); stopForward ends its
+	// forwarded channel.
+	confidential ConfidentialConfig
+	stopForward  func()
+	diskMu       sync.Mutex
+	disks        map[string]bool // erofs digests of the layer disks attached, guarded by diskMu
+	ports        *portForwarder  // a pod's port forwarding, if any
 
 	// base is the VM's size without its containers' limits, max what
 	// it can grow to; resizeMu serialises growing it.
@@ -115,10 +124,7 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create VM state dir: %w", err)
-	}
-	sb := &sandbox{id: id, dir: dir, sharedDir: filepath.Join(dir, "shared"), logDir: cfg.VM.LogDir}
+	sb := &sandbox{id: id, dir: dir, sharedDir: filepath.Join(dir, "shared"), logDir: cfg.VM.LogDir, confidential: cfg.Confidential}
 	defer func() {
 		if retErr != nil {
 			sb.keepConsoleLog(ctx)
@@ -127,12 +133,6 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 			}
 		}
 	}()
-	if err := os.Mkdir(sb.sharedDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create shared dir: %w", err)
-	}
-	if err := writeShimPid(dir); err != nil {
-		return nil, fmt.Errorf("record shim pid: %w", err)
-	}
 	vc := vmConfig(cfg, img, shortID(id), dir, sb.sharedDir)
 	sb.max = limits{vcpus: vc.MaxVCPUs, memoryMiB: vc.MaxMemoryMiB}
 	if pn != nil {
@@ -144,19 +144,62 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 		}
 	}
 	if cfg.VM.TPM {
-		sb.tpm, err = swtpm.StartSwtpm(ctx, filepath.Join(dir, "tpm"))
-		if err != nil {
-			return nil, fmt.Errorf("start vTPM: %w", err)
-		}
-		vc.TPM = &vmm.TPM{Socket: sb.tpm.CtrlPath}
+		// A template would give its clones one TPM identity.
 		img.snapshottable = false
 	}
 	start := time.Now()
-	restored := false
-	if tmpl, ok := lookupTemplate(ctx, cfg, img, vc); ok {
-		if err := sb.restore(ctx, cfg, vc, tmpl.StatePath()); err == nil {
-			restored = true
-		} else {
+	source := "boot"
+	pooled := usesPool(cfg) && img.snapshottable
+	if !pooled || !sb.claimPooled(ctx, cfg, img, vc) {
+		if source, err = sb.startOwnVM(ctx, cfg, configPath, img, vc); err != nil {
+			return nil, err
+		}
+	} else {
+		source = "pool"
+	}
+	if pooled {
+		// Refill what this sandbox took, or make the first pooled VMs.
+		spawnPoolFill(ctx, configPath, cfg.VM)
+	}
+	if err := writeShimPid(dir); err != nil {
+		return nil, fmt.Errorf("record shim pid: %w", err)
+	}
+	if err := sb.serveForward(ctx, cfg.Confidential, vc); err != nil {
+		return nil, err
+	}
+	if pn != nil {
+		if _, err := sb.agent.ConfigureNetwork(ctx, pn.config); err != nil {
+			return nil, fmt.Errorf("configure guest network: %w", fromAgent(err))
+		}
+	}
+	log.G(ctx).WithField(logVM, vc.ID).WithField("source", source).WithField("start", time.Since(start)).Debug("VM ready")
+	return sb, nil
+}
+
+// startOwnVM starts a VM of the sandbox's own, in its directory: restored
+// from its configuration's template when there is one and the start mode
+// allows it, else booted. It returns how: "template" or "boot".
+func (sb *sandbox) startOwnVM(ctx context.Context, cfg Config, configPath string, img guestFiles, vc vmm.Config) (string, error) {
+	if err := os.Mkdir(sb.dir, 0o700); err != nil {
+		return "", fmt.Errorf("create VM state dir: %w", err)
+	}
+	if err := os.Mkdir(sb.sharedDir, 0o700); err != nil {
+		return "", fmt.Errorf("create shared dir: %w", err)
+	}
+	if cfg.VM.TPM {
+		var err error
+		sb.tpm, err = swtpm.StartSwtpm(ctx, filepath.Join(sb.dir, "tpm"))
+		if err != nil {
+			return "", fmt.Errorf("start vTPM: %w", err)
+		}
+		vc.TPM = &vmm.TPM{Socket: sb.tpm.CtrlPath}
+	}
+	if cfg.VM.Start != StartBoot {
+		if tmpl, ok := lookupTemplate(ctx, cfg, img, vc); ok {
+			err := sb.restore(ctx, cfg, vc, tmpl.StatePath())
+			if err == nil {
+				return "template", nil
+			}
 			// A template that no longer restores (a changed host) must
 			// not keep sandboxes from starting: boot, and drop it if QEMU
 			// could not load it (not merely in time, on a busy host).
@@ -168,21 +211,14 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 			sb.stopVM(ctx)
 		}
 	}
-	if !restored {
-		if err := sb.boot(ctx, cfg, vc); err != nil {
-			return nil, err
-		}
-		if cfg.Snapshot.Enabled && cfg.Snapshot.AutoCreate && img.snapshottable {
-			spawnTemplateCreation(ctx, configPath, cfg.VM)
-		}
+	if err := sb.boot(ctx, cfg, vc); err != nil {
+		return "", err
 	}
-	if pn != nil {
-		if _, err := sb.agent.ConfigureNetwork(ctx, pn.config); err != nil {
-			return nil, fmt.Errorf("configure guest network: %w", fromAgent(err))
-		}
+	if cfg.VM.Start != StartBoot && cfg.Snapshot.Enabled && cfg.Snapshot.AutoCreate && img.snapshottable && !usesPool(cfg) {
+		// With a pool, the pool's fill makes the template.
+		spawnTemplateCreation(ctx, configPath, cfg.VM)
 	}
-	log.G(ctx).WithField(logVM, vc.ID).WithField("restored", restored).WithField("start", time.Since(start)).Debug("VM ready")
-	return sb, nil
+	return "boot", nil
 }
 
 // vmConfig is the VM of a sandbox. Templates are made from the same
@@ -203,13 +239,20 @@ func vmConfig(cfg Config, img guestFiles, id, dir, sharedDir string) vmm.Config 
 		Shares:      []vmm.Share{{Tag: agent.SharedTag, Path: sharedDir}},
 		AgentPort:   agent.PortName,
 		BootTimeout: cfg.VM.BootTimeout.Duration,
-		// One port for the pod network's interface of a VM restored from
-		// a template; every VM has it so that all share one layout.
-		HotplugPorts: 1,
+		// Ports for the pod network's interfaces of a VM restored from
+		// a template and for the layer disks of confidential containers;
+		// every VM has them so that all share one layout.
+		HotplugPorts: hotplugPorts,
+		// Every VM has the forwarded channel, so that all share one
+		// layout (templates); only confidential containers use it.
+		ForwardPort:  forward.PortName,
 		MaxVCPUs:     maxVCPUs,
 		MaxMemoryMiB: maxMiB,
 	}
 }
+
+// hotplugPorts is the number of PCIe hotplug ports of every VM.
+const hotplugPorts = 8
 
 // boot starts the VM from its kernel and waits for the agent.
 func (sb *sandbox) boot(ctx context.Context, cfg Config, vc vmm.Config) error {
@@ -289,6 +332,10 @@ func (sb *sandbox) stop(ctx context.Context) error {
 
 // stopVM closes the agent connection and stops the VM, if any.
 func (sb *sandbox) stopVM(ctx context.Context) error {
+	if sb.stopForward != nil {
+		sb.stopForward()
+		sb.stopForward = nil
+	}
 	sb.ports.close()
 	sb.ports = nil
 	if sb.client != nil {
@@ -379,15 +426,25 @@ type guestFiles struct {
 	snapshottable bool
 }
 
-// guestImage finds the kernel, initrd and command line to boot.
+// guestImage finds the kernel, initrd and command line to boot. The kernel
+// is the one the VM's firmware starts: the image's EFI kernel (vmlinuz)
+// with UEFI firmware, else its PVH vmlinux, which qboot boots faster.
 func guestImage(cfg Config) (guestFiles, error) {
 	m, err := image.Load(cfg.GuestDir)
 	if err != nil {
 		return guestFiles{}, fmt.Errorf("guest image: %w", err)
 	}
+	uefi, err := vmm.IsUEFIFirmware(cfg.VM.Firmware)
+	if err != nil {
+		return guestFiles{}, fmt.Errorf("guest image: %w", err)
+	}
+	kernel, err := m.KernelFor(uefi)
+	if err != nil {
+		return guestFiles{}, fmt.Errorf("guest image: %w", err)
+	}
 	g := guestFiles{
-		kernel: m.Kernel.Path, initrd: m.Initrd.Path, cmdline: m.Cmdline,
-		kernelSHA256: m.Kernel.SHA256, initrdSHA256: m.Initrd.SHA256,
+		kernel: kernel.Path, initrd: m.Initrd.Path, cmdline: m.Cmdline,
+		kernelSHA256: kernel.SHA256, initrdSHA256: m.Initrd.SHA256,
 		snapshottable: true,
 	}
 	if cfg.VM.Kernel != "" {

@@ -32,7 +32,9 @@ type shared struct {
 // share mounts the container's rootfs, and the sources of its bind mounts,
 // below the sandbox's shared directory, which the guest sees over
 // virtio-9p, and rewrites the spec's bind mount sources to guest paths.
-func (sb *sandbox) share(ctx context.Context, id string, rootfs []*types.Mount, bundle string, spec *specs.Spec) (_ shared, retErr error) {
+// Without hostRootfs (a confidential container, whose guest pulls its
+// image) the rootfs is not shared.
+func (sb *sandbox) share(ctx context.Context, id string, rootfs []*types.Mount, bundle string, spec *specs.Spec, hostRootfs bool) (_ shared, retErr error) {
 	hostDir := filepath.Join(sb.sharedDir, id)
 	guestDir := path.Join(agent.GuestSharedDir, id)
 	if err := os.Mkdir(hostDir, 0o700); err != nil {
@@ -59,24 +61,12 @@ func (sb *sandbox) share(ctx context.Context, id string, rootfs []*types.Mount, 
 		}
 	}()
 
-	target := filepath.Join(hostDir, "rootfs")
-	if err := os.Mkdir(target, 0o755); err != nil {
-		return shared{}, fmt.Errorf("share rootfs: %w", err)
-	}
-	if len(rootfs) > 0 {
-		if err := mount.All(mount.FromProto(rootfs), target); err != nil {
-			return shared{}, fmt.Errorf("mount rootfs: %w", err)
-		}
-	} else {
-		src, err := rootfsDir(bundle, spec)
-		if err != nil {
+	if hostRootfs {
+		if err := shareRootfs(filepath.Join(hostDir, "rootfs"), rootfs, bundle, spec); err != nil {
 			return shared{}, err
 		}
-		if err := unix.Mount(src, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return shared{}, fmt.Errorf("bind rootfs %s: %w", src, err)
-		}
+		targets = append(targets, filepath.Join(hostDir, "rootfs"))
 	}
-	targets = append(targets, target)
 
 	mounts := make([]specs.Mount, 0, len(spec.Mounts))
 	for i, m := range spec.Mounts {
@@ -92,7 +82,33 @@ func (sb *sandbox) share(ctx context.Context, id string, rootfs []*types.Mount, 
 		mounts = append(mounts, guest...)
 	}
 	spec.Mounts = mounts
-	return shared{rootfs: path.Join(guestDir, "rootfs"), unmount: unmount}, nil
+	sh := shared{unmount: unmount}
+	if hostRootfs {
+		sh.rootfs = path.Join(guestDir, "rootfs")
+	}
+	return sh, nil
+}
+
+// shareRootfs mounts the rootfs at target: containerd's mounts, or a bind
+// of the bundle's rootfs directory.
+func shareRootfs(target string, rootfs []*types.Mount, bundle string, spec *specs.Spec) error {
+	if err := os.Mkdir(target, 0o755); err != nil {
+		return fmt.Errorf("share rootfs: %w", err)
+	}
+	if len(rootfs) > 0 {
+		if err := mount.All(mount.FromProto(rootfs), target); err != nil {
+			return fmt.Errorf("mount rootfs: %w", err)
+		}
+		return nil
+	}
+	src, err := rootfsDir(bundle, spec)
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount(src, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind rootfs %s: %w", src, err)
+	}
+	return nil
 }
 
 // shareBind shares the source of bind mount m below hostDir as name, and

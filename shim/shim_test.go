@@ -42,6 +42,21 @@ func TestLoadConfig(t *testing.T) {
 		{"bad duration", "[vm]\nboot_timeout = \"soon\"\n", "duration", nil},
 		{"tiny memory", "[vm]\nmemory_mib = 8\n", "memory_mib", nil},
 		{"not toml", "[vm\n", "parse config", nil},
+		{"pool", "[vm]\nstart = \"pool\"\n[pool]\nsize = 2\nmax_vms = 8\nmemory_budget_mib = 2048\n", "", func(t *testing.T, c Config) {
+			if c.VM.Start != StartPool || c.Pool.Size != 2 || c.Pool.MaxVMs != 8 || c.Pool.MemoryBudgetMiB != 2048 || !usesPool(c) {
+				t.Errorf("pool settings not applied: %+v %+v", c.VM.Start, c.Pool)
+			}
+		}},
+		{"boot mode ignores the pool", "[vm]\nstart = \"boot\"\n[pool]\nsize = 2\n", "", func(t *testing.T, c Config) {
+			if usesPool(c) {
+				t.Error("start = boot takes pooled VMs")
+			}
+		}},
+		{"bad start", "[vm]\nstart = \"fast\"\n", "vm.start", nil},
+		{"pool mode without pool", "[vm]\nstart = \"pool\"\n", "pool.size > 0", nil},
+		{"pool without templates", "[snapshot]\nenabled = false\n[pool]\nsize = 1\n", "snapshot.enabled", nil},
+		{"restore without templates", "[snapshot]\nenabled = false\n[vm]\nstart = \"restore\"\n", "snapshot.enabled", nil},
+		{"negative pool", "[pool]\nsize = -1\n", "negative", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := LoadConfig(write(tc.name+".toml", tc.body))

@@ -24,7 +24,7 @@ import (
 
 // templateLayout changes whenever the VM's device layout changes in a way
 // the key's other fields do not show, so old templates stop matching.
-const templateLayout = 2
+const templateLayout = 3
 
 // templateKey is everything that must match between a template and the
 // VMs restored from it. Paths that differ per VM (state directory, shared
@@ -44,6 +44,7 @@ type templateKey struct {
 	QEMUSize      int64
 	QEMUModTime   time.Time
 	AgentPort     string
+	ForwardPort   string
 	HotplugPorts  int
 	SharedTag     string
 	SharedGuestAt string
@@ -77,6 +78,7 @@ func newTemplateKey(cfg Config, img guestFiles, vc vmm.Config) (templateKey, err
 		QEMUSize:      fi.Size(),
 		QEMUModTime:   fi.ModTime().UTC(),
 		AgentPort:     vc.AgentPort,
+		ForwardPort:   vc.ForwardPort,
 		HotplugPorts:  vc.HotplugPorts,
 		SharedTag:     agent.SharedTag,
 		SharedGuestAt: agent.GuestSharedDir,
@@ -111,12 +113,7 @@ func removeTemplate(cfg Config, key string) {
 // before anything else, so it stops sharing randomness and time with the
 // template's other clones.
 func (sb *sandbox) restore(ctx context.Context, cfg Config, vc vmm.Config, state string) error {
-	// The template had no network device: the restored VM's come through
-	// its hotplug ports once it runs.
-	vc.Net = append([]vmm.NetDevice(nil), vc.Net...)
-	for i := range vc.Net {
-		vc.Net[i].Hotplug = true
-	}
+	vc = hotplugNet(vc)
 	vm, err := newVM(cfg, vc)
 	if err != nil {
 		return fmt.Errorf("configure VM: %w", err)
@@ -129,6 +126,25 @@ func (sb *sandbox) restore(ctx context.Context, cfg Config, vc vmm.Config, state
 	if err := s.Restore(ctx, state); err != nil {
 		return &templateLoadError{err}
 	}
+	return sb.resumeRestored(ctx, cfg, vc)
+}
+
+// hotplugNet marks vc's network devices as added after the VM runs: a
+// template has none, so a VM restored from one gets them through its
+// hotplug ports.
+func hotplugNet(vc vmm.Config) vmm.Config {
+	vc.Net = append([]vmm.NetDevice(nil), vc.Net...)
+	for i := range vc.Net {
+		vc.Net[i].Hotplug = true
+	}
+	return vc
+}
+
+// resumeRestored connects to the agent of a VM restored from a template
+// and still paused, resumes it, tells the agent it was restored and adds
+// its network devices.
+func (sb *sandbox) resumeRestored(ctx context.Context, cfg Config, vc vmm.Config) error {
+	vm := sb.vm
 	if err := sb.dial(); err != nil {
 		return err
 	}
@@ -226,33 +242,44 @@ func saveBootedVM(ctx context.Context, cfg Config, vc vmm.Config, statePath stri
 	return nil
 }
 
-// spawnTemplateCreation starts `scc snapshot create` in the background,
-// detached from the shim, if the scc binary sits next to the shim.
+// spawnTemplateCreation starts `scc snapshot create` in the background.
 //
 // The template is made for this sandbox's VM, whose size and kernel
 // parameters may differ from the configuration file's (pod limits,
 // annotations).
 func spawnTemplateCreation(ctx context.Context, configPath string, vm VMConfig) {
+	spawnScc(ctx, configPath, vm, "snapshot", "create")
+}
+
+// spawnPoolFill starts `scc pool fill` in the background for this
+// sandbox's VM configuration.
+func spawnPoolFill(ctx context.Context, configPath string, vm VMConfig) {
+	spawnScc(ctx, configPath, vm, "pool", "fill")
+}
+
+// spawnScc runs an scc command about a VM configuration, detached from the
+// shim, if the scc binary sits next to the shim.
+func spawnScc(ctx context.Context, configPath string, vm VMConfig, verb ...string) {
 	self, err := os.Executable()
 	if err != nil {
 		return
 	}
 	scc := filepath.Join(filepath.Dir(self), "scc")
 	if _, err := os.Stat(scc); err != nil {
-		log.G(ctx).Debug("no scc binary next to the shim: not creating a template")
+		log.G(ctx).Debug("no scc binary next to the shim: not running scc " + strings.Join(verb, " "))
 		return
 	}
-	args := []string{"snapshot", "create",
+	args := append(verb,
 		"--vcpus", strconv.Itoa(vm.VCPUs), "--memory-mib", strconv.Itoa(vm.MemoryMiB),
-		"--kernel-params", strings.Join(vm.ExtraArgs, " ")}
+		"--kernel-params", strings.Join(vm.ExtraArgs, " "))
 	if configPath != "" {
 		args = append(args, "--config", configPath)
 	}
 	cmd := exec.Command(scc, args...)
-	// Its own session: the template outlives this sandbox's shim.
+	// Its own session: the work outlives this sandbox's shim.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		log.G(ctx).WithError(err).Warn("start template creation")
+		log.G(ctx).WithError(err).Warn("start scc " + strings.Join(verb, " "))
 		return
 	}
 	go cmd.Wait()

@@ -242,16 +242,29 @@ func TestCRIPodNetwork(t *testing.T) {
 		t.Fatalf("CNI plugins missing (make deps): %v", err)
 	}
 	restoreCfg, _ := snapshotConfig(t, "crinet", false)
+	poolCfg := poolConfig(t, "crinetpool", 1)
 	for _, tc := range []struct {
-		name, config string
-		restored     bool
+		name, config     string
+		restored, pooled bool
 	}{
-		{"boot", env.config, false},
-		{"restore", restoreCfg, true},
+		{"boot", env.config, false, false},
+		{"restore", restoreCfg, true, false},
+		// The pooled VM's QEMU started before the pod's network existed.
+		{"pool", poolCfg, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := testContext(t)
-			if tc.restored {
+			pooledPid := 0
+			switch {
+			case tc.pooled:
+				drainAtEnd(t, tc.config)
+				scc(t, ctx, "pool", "fill", "--config", tc.config)
+				vms := readyVMs(t, ctx, tc.config)
+				if len(vms) != 1 {
+					t.Fatalf("after fill: %d ready VMs, want 1", len(vms))
+				}
+				pooledPid = qemuPid(t, vms[0].dir)
+			case tc.restored:
 				scc(t, ctx, "snapshot", "create", "--config", tc.config)
 			}
 			ns := filepath.Base(env.dir) + "-" + tc.name
@@ -263,12 +276,15 @@ func TestCRIPodNetwork(t *testing.T) {
 			cni := `{"cniVersion": "1.0.0", "name": "scc-test", "plugins": [{"type": "bridge", "bridge": "scc0", "isGateway": true, "ipMasq": false,
   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.99.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "` + filepath.Join(env.dir, "cni-ipam-"+tc.name) + `"}}]}`
 			c := startCRIWith(t, ctx, ns, cni, tc.config)
-			podNetwork(t, ctx, c, ns, tc.restored)
+			podNetwork(t, ctx, c, ns, tc.restored, pooledPid)
 		})
 	}
 }
 
-func podNetwork(t *testing.T, ctx context.Context, c *criEnv, ns string, restored bool) {
+// podNetwork runs a server in a pod and reaches it from the pod's network
+// namespace. restored says whether the pod's VM must have been restored,
+// pooledPid, when set, which pooled QEMU it must run in.
+func podNetwork(t *testing.T, ctx context.Context, c *criEnv, ns string, restored bool, pooledPid int) {
 	podCfg := writeJSON(t, filepath.Join(c.dir, "pod.json"), map[string]any{
 		"metadata":      map[string]any{"name": "netpod", "namespace": "default", "uid": "netpod-uid"},
 		"log_directory": filepath.Join(c.dir, "logs"),
@@ -279,7 +295,11 @@ func podNetwork(t *testing.T, ctx context.Context, c *criEnv, ns string, restore
 		exec.CommandContext(ctx, c.crictl, "--runtime-endpoint", "unix://"+c.d.Address(), "stopp", pod).Run()
 		exec.CommandContext(ctx, c.crictl, "--runtime-endpoint", "unix://"+c.d.Address(), "rmp", "-f", pod).Run()
 	})
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pidOf(t, "qemu-system", filepath.Join(env.run, pod[:32]))), "cmdline"))
+	pid := qemuPid(t, filepath.Join(env.run, pod[:32]))
+	if pooledPid != 0 && pid != pooledPid {
+		t.Errorf("pod VM is QEMU %d, the pooled VM was %d", pid, pooledPid)
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
 	if err != nil {
 		t.Fatal(err)
 	}

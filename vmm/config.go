@@ -21,8 +21,9 @@ const (
 
 // Names of the files every driver creates in Config.StateDir.
 const (
-	AgentSocketName = "agent.sock"
-	ConsoleLogName  = "console.log"
+	AgentSocketName   = "agent.sock"
+	ForwardSocketName = "forward.sock"
+	ConsoleLogName    = "console.log"
 )
 
 // MaxStateDirLen bounds len(Config.StateDir). A unix socket path holds at
@@ -43,7 +44,7 @@ type Share struct {
 type Config struct {
 	ID       string // short identifier, used in the VMM process name
 	StateDir string // per-VM directory for sockets, pid file and logs; unique per VM
-	Kernel   string // guest kernel (uncompressed vmlinux, or bzImage)
+	Kernel   string // guest kernel: a PVH vmlinux, or a bzImage (with an EFI stub when UEFIBoot)
 	Initrd   string // optional initramfs
 	Cmdline  string // kernel command line
 	Firmware string // BIOS image; DefaultFirmware when empty
@@ -60,6 +61,10 @@ type Config struct {
 
 	Shares    []Share
 	AgentPort string // virtio-serial port name the guest agent opens
+	// ForwardPort, if set, is a second virtio-serial port, the guest's
+	// byte channel to services the host forwards (registry, key broker);
+	// its host end is the unix socket ForwardAddr.
+	ForwardPort string
 
 	// BootTimeout bounds how long the caller waits for the guest agent
 	// after Start. Drivers also use it to bound Start itself.
@@ -81,6 +86,9 @@ type Config struct {
 
 // AgentAddr is the host unix socket of the agent's virtio-serial port.
 func (c Config) AgentAddr() string { return filepath.Join(c.StateDir, AgentSocketName) }
+
+// ForwardAddr is the host unix socket of the forwarded channel's port.
+func (c Config) ForwardAddr() string { return filepath.Join(c.StateDir, ForwardSocketName) }
 
 // ConsoleLog is the file the guest serial console is written to.
 func (c Config) ConsoleLog() string { return filepath.Join(c.StateDir, ConsoleLogName) }
@@ -144,6 +152,7 @@ func (c Config) Validate() error {
 	checkFile(&errs, "kernel", c.Kernel, true)
 	checkFile(&errs, "initrd", c.Initrd, false)
 	checkFile(&errs, "firmware", c.Firmware, !c.TEE.Confidential())
+	c.checkKernelFormat(&errs)
 
 	if c.VCPUs < 1 || c.VCPUs > 255 {
 		bad("vcpus %d: want 1 to 255", c.VCPUs)
@@ -167,6 +176,9 @@ func (c Config) Validate() error {
 		bad("agent port is empty")
 	} else if !namePattern.MatchString(c.AgentPort) {
 		bad("agent port %q: want letters, digits, '.', '_' and '-'", c.AgentPort)
+	}
+	if c.ForwardPort != "" && (!namePattern.MatchString(c.ForwardPort) || c.ForwardPort == c.AgentPort) {
+		bad("forward port %q: want letters, digits, '.', '_' and '-', and a name other than the agent port's", c.ForwardPort)
 	}
 	if c.BootTimeout <= 0 {
 		bad("boot timeout %v: want a positive duration", c.BootTimeout)

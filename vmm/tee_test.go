@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sccontainers/scc/vmm/vmmtest"
 )
 
 // snpConfig returns a Config for an SNP guest that passes Validate.
@@ -15,6 +17,12 @@ func snpConfig(t *testing.T) Config {
 	c := validConfig(t)
 	ovmf := filepath.Join(t.TempDir(), "OVMF.amdsev.fd")
 	if err := os.WriteFile(ovmf, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A confidential VM boots through UEFI firmware: its kernel is a
+	// bzImage with an EFI stub.
+	c.Kernel = filepath.Join(t.TempDir(), "vmlinuz")
+	if err := vmmtest.WriteEFIKernel(c.Kernel, nil); err != nil {
 		t.Fatal(err)
 	}
 	c.Firmware = ""
@@ -28,6 +36,13 @@ func tdxConfig(t *testing.T) Config {
 	c := snpConfig(t)
 	c.TEE = &TEEConfig{Type: TEETDX, Firmware: c.TEE.Firmware}
 	return c.WithDefaults()
+}
+
+// mustWrite replaces the file at path with content.
+func mustWrite(path, content string) {
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		panic(err)
+	}
 }
 
 // idBlock returns a base64 ID block signing policy.
@@ -113,6 +128,11 @@ func TestValidateTEE(t *testing.T) {
 		{"tdx under tcg", tdxConfig, func(c *Config) { c.Accel = AccelTCG }, []string{"tdx needs hardware virtualisation"}},
 		{"tdx with snp settings", tdxConfig, func(c *Config) { c.TEE.SNP.KernelHashes = true }, []string{"SEV-SNP settings"}},
 		{"tdx firmware missing", tdxConfig, func(c *Config) { c.TEE.Firmware = "/nonexistent/TDVF.fd" }, []string{"TDVF", "/nonexistent/TDVF.fd"}},
+		{"snp with a pvh vmlinux", snpConfig, func(c *Config) { mustWrite(c.Kernel, "\x7fELF\x02\x01\x01") },
+			[]string{"format is pvh", "snp VMs boot through their measured UEFI firmware", "EFI stub"}},
+		{"tdx with a bzImage without efi stub", tdxConfig, func(c *Config) { b := vmmtest.EFIKernel(nil); b[0] = 0; mustWrite(c.Kernel, string(b)) },
+			[]string{"format is bzimage", "tdx VMs"}},
+		{"snp with an unknown kernel", snpConfig, func(c *Config) { mustWrite(c.Kernel, "x") }, []string{"format is unknown"}},
 		{"unknown type", snpConfig, func(c *Config) { c.TEE.Type = "sgx" }, []string{`type "sgx"`}},
 		{"none ignores the rest", snpConfig, func(c *Config) { c.TEE.Type = TEENone; c.Firmware = c.Kernel }, nil},
 	}

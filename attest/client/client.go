@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -75,6 +76,10 @@ type Client struct {
 	// CertFingerprint (the pin needs the client's own transport). Nil
 	// means a client with a 30 s timeout and the pin or system roots.
 	HTTPClient *http.Client
+	// Dial, if set, opens the connections of the client's own transport
+	// (the guest's forwarded channel to the broker, say); nil dials the
+	// URL's host. It cannot be combined with HTTPClient.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// AllowHTTP permits an http:// URL. The secret is still encrypted to
 	// the session key, but nothing authenticates the broker.
 	AllowHTTP bool
@@ -106,6 +111,10 @@ func (c *Client) GetResource(ctx context.Context, path string, attester Attester
 	hc, base, err := c.httpClient()
 	if err != nil {
 		return nil, err
+	}
+	if c.HTTPClient == nil {
+		// The transport is this session's: leave no connection open.
+		defer hc.CloseIdleConnections()
 	}
 	priv, jwk, err := c.newKey()
 	if err != nil {
@@ -210,12 +219,12 @@ func (c *Client) httpClient() (*http.Client, string, error) {
 	}
 	base := strings.TrimRight(c.URL, "/") + "/kbs/v0"
 	if c.HTTPClient != nil {
-		if c.CertFingerprint != "" {
-			return nil, "", errors.New("kbs client: HTTPClient and CertFingerprint are exclusive")
+		if c.CertFingerprint != "" || c.Dial != nil {
+			return nil, "", errors.New("kbs client: HTTPClient excludes CertFingerprint and Dial")
 		}
 		return c.HTTPClient, base, nil
 	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}, DialContext: c.Dial}
 	if c.CertFingerprint != "" {
 		pin, err := hex.DecodeString(strings.ReplaceAll(c.CertFingerprint, ":", ""))
 		if err != nil || len(pin) != sha256.Size {

@@ -12,5 +12,5 @@ import (
 )
 
 func main() {
-	shim.RunShim(context.Background(), sccshim.Manager{})
+	shim.RunShim(context.Background(), sccshim.Manager{}, sccshim.BinaryConfig)
 }

@@ -44,6 +44,7 @@ func runCheck(ctx context.Context, args []string) error {
 		checkSNP(),
 		checkTDX(),
 		checkTemplates(cfg),
+		checkPool(cfg),
 	}
 	failed := false
 	for _, f := range fds {
@@ -102,8 +103,12 @@ func checkGuest(dir string) finding {
 	if err := m.Verify(); err != nil {
 		return finding{name: "guest", detail: err.Error(), required: true}
 	}
-	return finding{name: "guest", ok: true, required: true, detail: fmt.Sprintf("%s kernel %s sha256:%s, initrd sha256:%s, cmdline sha256:%s",
-		dir, m.KernelRelease, short(m.Kernel.SHA256), short(m.Initrd.SHA256), short(m.CmdlineSHA256))}
+	efi := "efi kernel sha256:" + short(m.EFIKernel.SHA256)
+	if _, err := m.KernelFor(true); err != nil {
+		efi = "no efi kernel: VMs booting through UEFI firmware (confidential ones) need the image rebuilt"
+	}
+	return finding{name: "guest", ok: true, required: true, detail: fmt.Sprintf("%s kernel %s sha256:%s, %s, initrd sha256:%s, cmdline sha256:%s",
+		dir, m.KernelRelease, short(m.Kernel.SHA256), efi, short(m.Initrd.SHA256), short(m.CmdlineSHA256))}
 }
 
 func short(h string) string {
@@ -184,4 +189,27 @@ func checkTemplates(cfg shim.Config) finding {
 		auto = ", made on first use"
 	}
 	return finding{name: "templates", ok: true, detail: fmt.Sprintf("on: %d in %s%s; VMs with a network device or a vTPM boot", len(ts), cfg.Snapshot.Dir, auto)}
+}
+
+// checkPool reports the start mode and the pool of ready VMs.
+func checkPool(cfg shim.Config) finding {
+	modes := "boot"
+	if cfg.Snapshot.Enabled {
+		modes += ", restore"
+	}
+	if cfg.Pool.Size == 0 {
+		return finding{name: "pool", ok: true, detail: fmt.Sprintf("off (pool.size = 0); vm.start = %s; start modes available: %s", cfg.VM.Start, modes)}
+	}
+	modes += ", pool"
+	es, err := shim.ListPool(cfg)
+	if err != nil {
+		return finding{name: "pool", detail: err.Error()}
+	}
+	ready := 0
+	for _, e := range es {
+		if e.Ready {
+			ready++
+		}
+	}
+	return finding{name: "pool", ok: true, detail: fmt.Sprintf("size %d per VM configuration, %d VMs ready now; vm.start = %s; start modes available: %s", cfg.Pool.Size, ready, cfg.VM.Start, modes)}
 }

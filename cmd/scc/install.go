@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sccontainers/scc/internal/nodeinstall"
+	"github.com/sccontainers/scc/shim"
 )
 
 // installFlags are the flags install and uninstall share.
@@ -109,8 +110,10 @@ func runUninstall(ctx context.Context, args []string) error {
 		// does not keep the files: the node is being cleaned up.
 		labelErr = unlabel(ctx, n.node)
 	}
+	drainErr := drainInstalledPool(ctx, o)
 	rep, err := nodeinstall.Uninstall(ctx, o)
 	printReport(rep)
+	labelErr = errors.Join(labelErr, drainErr)
 	if err != nil {
 		return errors.Join(fmt.Errorf("uninstall: %w", err), labelErr)
 	}
@@ -118,6 +121,38 @@ func runUninstall(ctx context.Context, args []string) error {
 		fmt.Println(nodeinstall.RestartHint(o.Root))
 	}
 	return labelErr
+}
+
+// drainInstalledPool stops the pooled VMs of the installed configuration,
+// which no shim owns, before their binaries go. Under another root (a
+// DaemonSet's /host) the configuration's paths are read below it; the
+// VMs' processes are found by pid, which needs the host's PID namespace.
+func drainInstalledPool(ctx context.Context, o nodeinstall.Options) error {
+	root := o.Root
+	if root == "" {
+		root = "/"
+	}
+	path := o.ConfigPath
+	if path == "" {
+		path = nodeinstall.DefaultConfigPath
+	}
+	path = filepath.Join(root, path)
+	if _, err := os.Stat(path); err != nil {
+		return nil // nothing installed, nothing pooled
+	}
+	cfg, err := shim.LoadConfig(path)
+	if err != nil {
+		return fmt.Errorf("drain pool: %w", err)
+	}
+	cfg.StateDir = filepath.Join(root, cfg.StateDir)
+	n, err := shim.DrainPool(ctx, cfg)
+	if n > 0 {
+		fmt.Printf("stopped %d pooled VMs\n", n)
+	}
+	if err != nil {
+		return fmt.Errorf("drain pool: %w", err)
+	}
+	return nil
 }
 
 func unlabel(ctx context.Context, node string) error {

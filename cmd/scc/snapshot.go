@@ -17,28 +17,9 @@ func runSnapshot(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return usage
 	}
-	fs := flag.NewFlagSet("snapshot "+args[0], flag.ContinueOnError)
-	cfgPath := fs.String("config", "", "shim configuration file (default: $SCC_CONFIG or "+shim.DefaultConfigPath+")")
-	vcpus := fs.Int("vcpus", 0, "create: vCPUs of the VM (default: the configuration's)")
-	memory := fs.Int("memory-mib", 0, "create: memory of the VM (default: the configuration's)")
-	params := fs.String("kernel-params", "", "create: extra kernel parameters (default: the configuration's)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	cfg, err := shim.LoadConfig(*cfgPath)
+	fs, cfg, err := parseVMCommand("snapshot", args)
 	if err != nil {
 		return err
-	}
-	// The shim asks for templates of the VMs it starts, whose size pod
-	// limits and annotations may have changed.
-	if *vcpus > 0 {
-		cfg.VM.VCPUs = *vcpus
-	}
-	if *memory > 0 {
-		cfg.VM.MemoryMiB = *memory
-	}
-	if isSet(fs, "kernel-params") {
-		cfg.VM.ExtraArgs = strings.Fields(*params)
 	}
 	store := snapshot.Store{Dir: cfg.Snapshot.Dir}
 	switch args[0] {
@@ -70,6 +51,44 @@ func runSnapshot(ctx context.Context, args []string) error {
 		return usage
 	}
 	return nil
+}
+
+// parseVMCommand parses the flags of `scc NAME VERB ...` (args starting
+// at VERB) and loads the configuration they name.
+func parseVMCommand(name string, args []string) (*flag.FlagSet, shim.Config, error) {
+	fs := flag.NewFlagSet(name+" "+args[0], flag.ContinueOnError)
+	load := vmConfigFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return nil, shim.Config{}, err
+	}
+	cfg, err := load()
+	return fs, cfg, err
+}
+
+// vmConfigFlags adds --config and the flags with which the shim names the
+// VM configuration of a sandbox (pod limits and annotations may change the
+// file's); the returned function loads the configuration with them.
+func vmConfigFlags(fs *flag.FlagSet) func() (shim.Config, error) {
+	cfgPath := fs.String("config", "", "shim configuration file (default: $SCC_CONFIG or "+shim.DefaultConfigPath+")")
+	vcpus := fs.Int("vcpus", 0, "vCPUs of the VM (default: the configuration's)")
+	memory := fs.Int("memory-mib", 0, "memory of the VM (default: the configuration's)")
+	params := fs.String("kernel-params", "", "extra kernel parameters (default: the configuration's)")
+	return func() (shim.Config, error) {
+		cfg, err := shim.LoadConfig(*cfgPath)
+		if err != nil {
+			return cfg, err
+		}
+		if *vcpus > 0 {
+			cfg.VM.VCPUs = *vcpus
+		}
+		if *memory > 0 {
+			cfg.VM.MemoryMiB = *memory
+		}
+		if isSet(fs, "kernel-params") {
+			cfg.VM.ExtraArgs = strings.Fields(*params)
+		}
+		return cfg, nil
+	}
 }
 
 func isSet(fs *flag.FlagSet, name string) bool {

@@ -11,6 +11,8 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/sccontainers/scc/guest-agent/pull"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,6 +28,7 @@ type container struct {
 	lc          *libcontainer.Container
 	spec        *specs.Spec // guarded by mu
 	rootfsMount string      // mount point the agent made for the rootfs, or ""
+	image       *pull.Image // the image pulled for the container, or nil
 
 	mu      sync.Mutex
 	status  status              // guarded by mu

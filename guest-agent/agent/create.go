@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	agentapi "github.com/sccontainers/scc/api/agent/v1"
+	"github.com/sccontainers/scc/guest-agent/pull"
 )
 
 // CreateContainer creates a container and forks its init process, which
@@ -32,7 +33,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentapi.CreateConta
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRootfs(req.GetRootfs()); err != nil {
+	if err := checkImage(req); err != nil {
 		return nil, err
 	}
 	if err := checkTerminal(spec.Process, req.GetStdio()); err != nil {
@@ -53,10 +54,21 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentapi.CreateConta
 	defer release()
 
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField(fieldContainer, id))
-	c, err := s.create(ctx, id, spec, req.GetRootfs(), req.GetStdio())
+	rootfs := req.GetRootfs()
+	var image *pull.Image
+	if img := req.GetImage(); img != nil {
+		if rootfs, image, err = s.pullRootfs(ctx, id, img); err != nil {
+			return nil, err
+		}
+	}
+	c, err := s.create(ctx, id, spec, rootfs, req.GetStdio())
 	if err != nil {
+		if image != nil {
+			removeImage(ctx, image)
+		}
 		return nil, err
 	}
+	c.image = image
 	s.mu.Lock()
 	s.containers[id] = c
 	s.mu.Unlock()
@@ -250,4 +262,11 @@ func (c *cleanup) run() {
 		(*c)[i]()
 	}
 	*c = nil
+}
+
+// removeImage removes a pulled image; its rootfs must be unmounted.
+func removeImage(ctx context.Context, img *pull.Image) {
+	if err := img.Close(); err != nil {
+		log.G(ctx).WithError(err).WithField("dir", img.Dir).Warn("remove pulled image")
+	}
 }

@@ -80,5 +80,8 @@ func (s *Service) DeleteContainer(ctx context.Context, req *agentapi.ContainerRe
 	if c.rootfsMount != "" {
 		unmountRootfs(ctx, c.rootfsMount)
 	}
+	if c.image != nil {
+		removeImage(ctx, c.image)
+	}
 	return &emptypb.Empty{}, nil
 }

@@ -10,6 +10,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"path"
 	"sync"
 	"time"
@@ -25,6 +26,7 @@ import (
 	_ "github.com/opencontainers/cgroups/devices"
 
 	agentapi "github.com/sccontainers/scc/api/agent/v1"
+	"github.com/sccontainers/scc/internal/forward"
 )
 
 // Version is the agent version reported by Ping when Options.Version is
@@ -72,6 +74,13 @@ type Options struct {
 	// cannot snapshot a VM whose guest has a virtio-9p share mounted, and
 	// a VM is snapshotted after boot, before any container.
 	MountShared func(ctx context.Context) error
+	// OpenForward opens the guest's end of the forwarded channel (its
+	// virtio-serial port), through which confidential containers pull
+	// their images; nil refuses them.
+	OpenForward func(ctx context.Context) (io.ReadWriteCloser, error)
+	// ImageDir holds the images pulled for confidential containers; it
+	// must be in guest memory.
+	ImageDir string
 }
 
 // Service implements agentapi.AgentService.
@@ -80,6 +89,9 @@ type Service struct {
 
 	sharedMu sync.Mutex
 	shared   bool // the shared directory is mounted, guarded by sharedMu
+
+	forwardMu sync.Mutex
+	forward   *forward.Client // the forwarded channel once opened, guarded by forwardMu
 
 	oom    *oomEvents // OOM kills not yet collected by the host
 	ports  ports      // connections forwarded to the host
@@ -102,6 +114,9 @@ func New(opts Options) *Service {
 	}
 	if opts.RootfsDir == "" {
 		opts.RootfsDir = DefaultRootfsDir
+	}
+	if opts.ImageDir == "" {
+		opts.ImageDir = DefaultImageDir
 	}
 	if opts.Reaper == nil {
 		opts.Reaper = noReaper{}

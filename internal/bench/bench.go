@@ -20,6 +20,7 @@ import (
 
 	"github.com/sccontainers/scc/internal/ctrd"
 	"github.com/sccontainers/scc/internal/ocilayout"
+	"github.com/sccontainers/scc/snapshot/pool"
 )
 
 // Phases of a run.
@@ -27,6 +28,10 @@ const (
 	PhaseStart  = "start"
 	PhaseScale  = "scale"
 	PhaseMemory = "memory"
+	// PhaseImage compares a container whose image the host shares, one
+	// whose encrypted image the guest pulls, and one whose split image
+	// comes partly from the host's layer cache (internal/bench/image.go).
+	PhaseImage = "image"
 )
 
 // Options configure a benchmark run.
@@ -36,6 +41,7 @@ type Options struct {
 	ShimDir  string // containerd-shim-scc-v2 and scc
 	GuestDir string // scc guest image
 	Busybox  string // static busybox for the image
+	Registry string // distribution's registry binary, for PhaseImage
 	QEMU     string // QEMU binary the shim runs (for the machine description)
 	Version  string // scc version, for the report
 
@@ -62,6 +68,9 @@ type Options struct {
 	Settle        time.Duration
 	// MemoryBudget is the host memory the "fit" figure divides.
 	MemoryBudget uint64
+	// PoolSize is the number of ready VMs the pool mode keeps during the
+	// start measurements; 0 leaves the pool mode out.
+	PoolSize int
 	// KernelParams are added to the guest kernel command line of every
 	// scc mode (the shim's vm.kernel_params), to measure their effect.
 	KernelParams []string
@@ -73,10 +82,14 @@ func (o Options) validate() error {
 	switch {
 	case o.Runs < 1:
 		return errors.New("runs must be at least 1")
+	case o.PoolSize < 0:
+		return errors.New("pool size must not be negative")
 	case o.StartVMMemoryMiB < 64 || o.ScaleVMMemoryMiB < 64:
 		return errors.New("VM memory must be at least 64 MiB")
 	case !filepath.IsAbs(o.Dir):
 		return fmt.Errorf("bench dir %q must be absolute", o.Dir)
+	case o.phase(PhaseImage) && o.Registry == "":
+		return errors.New("the image phase needs the registry binary (make tools)")
 	case o.BinDir == "" || o.GuestDir == "" || o.ShimDir == "":
 		return errors.New("containerd, shim and guest directories must be set")
 	}
@@ -87,7 +100,7 @@ func (o Options) validate() error {
 	}
 	for _, p := range o.Phases {
 		switch p {
-		case PhaseStart, PhaseScale, PhaseMemory:
+		case PhaseStart, PhaseScale, PhaseMemory, PhaseImage:
 		default:
 			return fmt.Errorf("unknown phase %q", p)
 		}
@@ -121,7 +134,7 @@ type runner struct {
 func Run(ctx context.Context, opts Options) (_ *Report, retErr error) {
 	// The shims and containerd run elsewhere: relative paths would not
 	// resolve there.
-	for _, p := range []*string{&opts.BinDir, &opts.ShimDir, &opts.GuestDir, &opts.Busybox} {
+	for _, p := range []*string{&opts.BinDir, &opts.ShimDir, &opts.GuestDir, &opts.Busybox, &opts.Registry} {
 		if *p == "" {
 			continue
 		}
@@ -155,12 +168,13 @@ func Run(ctx context.Context, opts Options) (_ *Report, retErr error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create bench dir: %w", err)
 	}
+	r := &runner{opts: opts, configs: make(map[string]string)}
 	defer func() {
+		r.drainPools(context.WithoutCancel(ctx))
 		if err := ctrd.Clean(opts.Dir); err != nil && retErr == nil {
 			retErr = fmt.Errorf("remove bench dir: %w", err)
 		}
 	}()
-	r := &runner{opts: opts, configs: make(map[string]string)}
 
 	// Templates are made before containerd runs: their making is not
 	// what is measured, and would compete with it for the CPUs.
@@ -207,6 +221,16 @@ func Run(ctx context.Context, opts Options) (_ *Report, retErr error) {
 	if opts.phase(PhaseMemory) && opts.IdleSandboxes > 0 {
 		r.progressf("memory: %d idle sandboxes per mode, PSS after %v\n", opts.IdleSandboxes, opts.Settle)
 		rep.Memory = r.memory(ctx)
+		if opts.PoolSize > 0 {
+			r.progressf("memory: %d idle pooled VMs, PSS after %v\n", opts.IdleSandboxes, opts.Settle)
+			rep.PooledVMs = r.pooledMemory(ctx)
+		}
+	}
+	if opts.phase(PhaseImage) {
+		r.progressf("image: (a) shared from the host, (b) encrypted and pulled in the guest, (c) split with a warm host cache; %d runs per mode, modes alternating\n", opts.Runs)
+		if rep.Image, err = r.imagePhase(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -215,13 +239,31 @@ func Run(ctx context.Context, opts Options) (_ *Report, retErr error) {
 	return rep, nil
 }
 
-// modes returns runc and the two scc modes with VMs of mem MiB.
+// modes returns runc and the scc modes with VMs of mem MiB: cold boot,
+// restore, and, with a pool size, pool.
 func (r *runner) modes(mem int) []Mode {
-	return []Mode{
+	ms := []Mode{
 		{Key: ModeRunc, Name: "runc", Runtime: "io.containerd.runc.v2"},
 		{Key: ModeSCCCold, Name: "scc (cold boot)", Runtime: "io.containerd.scc.v2", VMMemoryMiB: mem, VCPUs: 1},
 		{Key: ModeSCCRestore, Name: "scc (restore)", Runtime: "io.containerd.scc.v2", VMMemoryMiB: mem, VCPUs: 1, Template: true},
 	}
+	if r.opts.PoolSize > 0 {
+		ms = append(ms, Mode{Key: ModeSCCPool, Name: "scc (pool)", Runtime: "io.containerd.scc.v2", VMMemoryMiB: mem, VCPUs: 1, Template: true, Pool: r.opts.PoolSize})
+	}
+	return ms
+}
+
+// sandboxModes are the modes whose sandboxes scale-out and memory start
+// many of at once: a pool of a few VMs serves only the first few of them,
+// so the pool is measured by start and by the memory of its idle VMs.
+func (r *runner) sandboxModes(mem int) []Mode {
+	var ms []Mode
+	for _, m := range r.modes(mem) {
+		if m.Pool == 0 {
+			ms = append(ms, m)
+		}
+	}
+	return ms
 }
 
 func configKey(m Mode) string { return fmt.Sprintf("%s-%d", m.Key, m.VMMemoryMiB) }
@@ -239,13 +281,76 @@ func (r *runner) prepare(ctx context.Context, mem int) (TemplateBuild, error) {
 	restore := r.configs[configKey(r.modes(mem)[2])]
 	r.progressf("template: %d MiB VM (boot, save)\n", mem)
 	began := time.Now()
-	out, err := exec.CommandContext(ctx, filepath.Join(r.opts.ShimDir, "scc"), "snapshot", "create", "--config", restore).CombinedOutput()
-	if err != nil {
-		return TemplateBuild{}, fmt.Errorf("create VM template: %w: %s", err, bytes.TrimSpace(out))
+	if err := r.scc(ctx, "snapshot", "create", "--config", restore); err != nil {
+		return TemplateBuild{}, fmt.Errorf("create VM template: %w", err)
 	}
 	t := TemplateBuild{VMMemoryMiB: mem, Elapsed: time.Since(began).Round(time.Millisecond)}
 	r.progressf("template: %d MiB VM made in %v\n", mem, t.Elapsed)
 	return t, nil
+}
+
+// scc runs the scc command next to the shim.
+func (r *runner) scc(ctx context.Context, args ...string) error {
+	out, err := exec.CommandContext(ctx, filepath.Join(r.opts.ShimDir, "scc"), args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("scc %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// fillPool fills the pool of mode m's configuration and waits until it is
+// full: the measurement is of a start from a warm pool, not of one that
+// races its refill.
+func (r *runner) fillPool(ctx context.Context, m Mode) error {
+	return r.fillPoolWith(ctx, r.configs[configKey(m)], m.Pool)
+}
+
+func (r *runner) pool() pool.Pool { return pool.Pool{Dir: filepath.Join(r.opts.Dir, "run", "pool")} }
+
+// fillPoolWith fills the pool of shim configuration cfg, of size n.
+func (r *runner) fillPoolWith(ctx context.Context, cfg string, n int) error {
+	if err := r.scc(ctx, "pool", "fill", "--config", cfg); err != nil {
+		return err
+	}
+	p := r.pool()
+	m := Mode{Pool: n}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		// Fills race: the shim's refill may hold the lock the fill above
+		// gave up on.
+		es, err := p.List()
+		if err != nil {
+			return err
+		}
+		ready := 0
+		for _, e := range es {
+			if e.Ready {
+				ready++
+			}
+		}
+		if ready >= m.Pool {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pool has %d of %d VMs ready after 2 minutes", ready, m.Pool)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// drainPools stops the pooled VMs of the run.
+func (r *runner) drainPools(ctx context.Context) {
+	for key, cfg := range r.configs {
+		if strings.HasPrefix(key, ModeSCCPool) {
+			if err := r.scc(ctx, "pool", "drain", "--config", cfg); err != nil {
+				r.progressf("drain pool: %v\n", err)
+			}
+		}
+	}
 }
 
 // shimConfig is the scc shim configuration of an scc mode. Templates are
@@ -269,8 +374,11 @@ kernel_params = [%s]
 enabled = %t
 auto_create = false
 dir = %q
+
+[pool]
+size = %d
 `, filepath.Join(opts.Dir, "run"), opts.GuestDir, m.VCPUs, m.VMMemoryMiB, filepath.Join(opts.Dir, "logs"), strings.Join(params, ", "),
-		m.Template, filepath.Join(opts.Dir, "snapshots"))
+		m.Template, filepath.Join(opts.Dir, "snapshots"), m.Pool)
 }
 
 func (r *runner) importImage(ctx context.Context) error {
@@ -290,12 +398,17 @@ func (r *runner) importImage(ctx context.Context) error {
 // extra flags before the image and the command after it, and returns its
 // wall time.
 func (r *runner) ctrRun(ctx context.Context, m Mode, id string, flags []string, command ...string) (time.Duration, error) {
+	return r.ctrRunImage(ctx, m, imageRef, id, flags, command...)
+}
+
+// ctrRunImage is ctrRun of another image.
+func (r *runner) ctrRunImage(ctx context.Context, m Mode, image, id string, flags []string, command ...string) (time.Duration, error) {
 	args := append([]string{"run"}, flags...)
 	args = append(args, "--runtime", m.Runtime)
 	if m.Key != ModeRunc {
 		args = append(args, "--runtime-config-path", r.configs[configKey(m)])
 	}
-	args = append(append(args, imageRef, id), command...)
+	args = append(append(args, image, id), command...)
 	cmd := r.d.Ctr(ctx, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -76,7 +76,7 @@ func TestRatio(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	good := Options{Dir: "/tmp/b", BinDir: "/b", ShimDir: "/s", GuestDir: "/g", Runs: 5, StartVMMemoryMiB: 512, ScaleVMMemoryMiB: 256, ScaleN: []int{1, 2}}
+	good := Options{Dir: "/tmp/b", BinDir: "/b", ShimDir: "/s", GuestDir: "/g", Registry: "/r", Runs: 5, StartVMMemoryMiB: 512, ScaleVMMemoryMiB: 256, ScaleN: []int{1, 2}}
 	if err := good.validate(); err != nil {
 		t.Fatalf("valid options: %v", err)
 	}
@@ -90,6 +90,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"zero N", func(o *Options) { o.ScaleN = []int{1, 0} }},
 		{"unknown phase", func(o *Options) { o.Phases = []string{"start", "boot"} }},
 		{"no guest", func(o *Options) { o.GuestDir = "" }},
+		{"image phase without registry", func(o *Options) { o.Registry = "" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := good

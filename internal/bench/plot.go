@@ -67,14 +67,22 @@ func startPlot(rep *Report) (*plot.Plot, error) {
 	p.Title.Text = fmt.Sprintf("Start: ctr run --rm /bin/true, median of %d", rep.Settings.Runs)
 	p.Y.Label.Text = "seconds"
 	p.Y.Min = 0
-	p.NominalX("cold start\n(scc boots its VM)", "warm start\n(scc restores a template)")
+	names := []string{"cold start\n(scc boots its VM)", "warm start\n(scc restores a template)"}
 	r := Summarize(runc.Samples).Median.Seconds()
+	runcVals := plotter.Values{r, r}
+	sccVals := plotter.Values{Summarize(cold.Samples).Median.Seconds(), Summarize(warm.Samples).Median.Seconds()}
+	if pooled, ok := rep.series(ModeSCCPool); ok {
+		names = append(names, "warm start\n(scc takes a pooled VM)")
+		runcVals = append(runcVals, r)
+		sccVals = append(sccVals, Summarize(pooled.Samples).Median.Seconds())
+	}
+	p.NominalX(names...)
 	groups := []struct {
 		name string
 		vals plotter.Values
 	}{
-		{"runc", plotter.Values{r, r}},
-		{"scc" + accelSuffix(rep), plotter.Values{Summarize(cold.Samples).Median.Seconds(), Summarize(warm.Samples).Median.Seconds()}},
+		{"runc", runcVals},
+		{"scc" + accelSuffix(rep), sccVals},
 	}
 	p.Add(plotter.NewGrid())
 	width := vg.Points(40)

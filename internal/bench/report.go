@@ -21,6 +21,9 @@ type Mode struct {
 	// Template is set when the sandbox VM is restored from a template
 	// made before the measurements.
 	Template bool `json:"template"`
+	// Pool is the number of ready VMs kept for the mode (scc's pool.size):
+	// its sandboxes take a VM restored and paused beforehand.
+	Pool int `json:"pool,omitempty"`
 }
 
 // Mode keys.
@@ -28,13 +31,12 @@ const (
 	ModeRunc       = "runc"
 	ModeSCCCold    = "scc-cold"
 	ModeSCCRestore = "scc-restore"
+	ModeSCCPool    = "scc-pool"
 )
 
 // UnavailableModes are the modes the evaluation is meant to cover once
 // scc implements them; they are listed, not measured.
 var UnavailableModes = []string{
-	"scc confidential: image pulled and unpacked in the guest",
-	"scc confidential, split image with a warm host cache",
 	"scc confidential restore: reuse of a confidential VM template",
 }
 
@@ -54,6 +56,11 @@ type Report struct {
 	// ScaleOutStopped says why scale-out ran fewer runs than asked.
 	ScaleOutStopped string         `json:"scale_out_stopped,omitempty"`
 	Memory          []MemoryResult `json:"memory,omitempty"`
+	// PooledVMs is the memory of idle pooled VMs (ready, paused, no
+	// sandbox yet), one "sandbox" per VM.
+	PooledVMs *MemoryResult `json:"pooled_vms,omitempty"`
+	// Image compares where a container's image comes from.
+	Image []ImageSeries `json:"image,omitempty"`
 	// Unavailable lists modes not measured because scc lacks them.
 	Unavailable []string      `json:"unavailable_modes"`
 	Elapsed     time.Duration `json:"elapsed_ns"`

@@ -49,6 +49,12 @@ func sampleReport() *Report {
 			}},
 			{Mode: scale[2], Error: "ctr run idle-scc-restore-0: exit status 1"},
 		},
+		Image: []ImageSeries{
+			{Mode: Mode{Key: ModeImageHost, Name: "(a) image shared from the host", Runtime: "io.containerd.scc.v2", VMMemoryMiB: 512, VCPUs: 1},
+				First: 3 * time.Second, Samples: ms(2000, 2000, 2000, 2000, 2000), RegistryBytes: []int64{0, 0, 0, 0, 0}, ImageBytes: 1 << 20},
+			{Mode: Mode{Key: ModeImageGuest, Name: "(b) encrypted image pulled in the guest", Runtime: "io.containerd.scc.v2", VMMemoryMiB: 512, VCPUs: 1},
+				First: 6 * time.Second, Samples: ms(5000, 5000, 5000, 5000, 5000), RegistryBytes: []int64{1 << 20, 1 << 20, 1 << 20, 1 << 20, 1 << 20}, ImageBytes: 1 << 20},
+		},
 		ScaleOutStopped: "Stopped after 2 of 5 runs: the next would have ended past the time budget of 10m0s.",
 		Unavailable:     UnavailableModes,
 		Elapsed:         7 * time.Minute,
@@ -112,6 +118,10 @@ func TestWriteText(t *testing.T) {
 		"1.00 s (1.00 s) 5.0x [3 runs]",
 		"128.0 MiB", // PSS per scc sandbox
 		"not yet available",
+		"(b) encrypted image pulled in the guest", // image phase
+		"2.5x",         // 5 s / 2 s
+		"(a) has none", // registry bytes of (a)
+		"(c): busybox layer plain",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("text lacks %q:\n%s", want, out)

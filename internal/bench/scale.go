@@ -19,7 +19,7 @@ import (
 type batchFunc func(ctx context.Context, m Mode, n, run int) (time.Duration, error)
 
 func (r *runner) scaleOut(ctx context.Context, batch batchFunc) (_ []ScaleSeries, stopped string) {
-	modes := r.modes(r.opts.ScaleVMMemoryMiB)
+	modes := r.sandboxModes(r.opts.ScaleVMMemoryMiB)
 	out := make([]ScaleSeries, len(modes))
 	for i, m := range modes {
 		out[i].Mode = m

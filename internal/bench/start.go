@@ -18,6 +18,11 @@ func (r *runner) start(ctx context.Context) ([]Series, error) {
 	for run := 0; run <= r.opts.Runs; run++ {
 		for i, m := range modes {
 			id := fmt.Sprintf("start-%s-%d", m.Key, run)
+			if m.Pool > 0 {
+				if err := r.fillPool(ctx, m); err != nil {
+					return nil, fmt.Errorf("start %s, run %d: %w", m.Name, run, err)
+				}
+			}
 			t, err := r.ctrRun(ctx, m, id, []string{"--rm"}, "/bin/true")
 			if err != nil {
 				return nil, fmt.Errorf("start %s, run %d: %w", m.Name, run, err)

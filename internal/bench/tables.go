@@ -20,10 +20,13 @@ type table struct {
 // tables lays out the report's figures.
 func tables(rep *Report) []table {
 	var ts []table
-	if t, ok := startTable(rep, ModeSCCCold, "Cold start", "First start of a container whose image is on the node: scc boots its VM (no template)."); ok {
+	if t, ok := startTable(rep, "Cold start", "First start of a container whose image is on the node: scc boots its VM (no template).", ModeSCCCold); ok {
 		ts = append(ts, t)
 	}
-	if t, ok := startTable(rep, ModeSCCRestore, "Warm start", "Start with the runtime's caches and templates warm: scc restores its VM from the configuration's template."); ok {
+	if t, ok := startTable(rep, "Warm start", "Start with the runtime's caches and templates warm: scc restores its VM from the configuration's template.", ModeSCCRestore, ModeSCCPool); ok {
+		if p, ok := rep.series(ModeSCCPool); ok {
+			t.notes = append(t.notes, fmt.Sprintf("scc (pool): the sandbox takes one of %d VMs restored and paused beforehand (`[pool] size`), which the shim refills in the background at low priority; each run waits for a full pool first.", p.Mode.Pool))
+		}
 		ts = append(ts, t)
 	}
 	if len(rep.Templates) > 0 {
@@ -36,8 +39,11 @@ func tables(rep *Report) []table {
 	if len(rep.ScaleOut) > 0 {
 		ts = append(ts, scaleTable(rep))
 	}
-	if len(rep.Memory) > 0 {
+	if len(rep.Memory) > 0 || rep.PooledVMs != nil {
 		ts = append(ts, memoryTable(rep))
+	}
+	if len(rep.Image) > 0 {
+		ts = append(ts, imageTable(rep))
 	}
 	if len(rep.Unavailable) > 0 {
 		t := table{title: "Not measured yet", header: []string{"mode", "status"}, notes: []string{"Modes the evaluation covers once scc has them."}}
@@ -49,11 +55,11 @@ func tables(rep *Report) []table {
 	return ts
 }
 
-// startTable compares the start series of mode key to runc's.
-func startTable(rep *Report, key, title, what string) (table, bool) {
+// startTable compares the start series of the modes keys to runc's; it
+// has rows for those of them the report has, and none without the first.
+func startTable(rep *Report, title, what string, keys ...string) (table, bool) {
 	base, okBase := rep.series(ModeRunc)
-	s, ok := rep.series(key)
-	if !ok || !okBase {
+	if _, ok := rep.series(keys[0]); !ok || !okBase {
 		return table{}, false
 	}
 	t := table{
@@ -64,8 +70,14 @@ func startTable(rep *Report, key, title, what string) (table, bool) {
 			fmt.Sprintf("`%s` wall time; all modes alternate run by run, runc's samples are the same in both tables.", rep.Settings.Command),
 		},
 	}
+	rows := []Series{base}
+	for _, k := range keys {
+		if s, ok := rep.series(k); ok {
+			rows = append(rows, s)
+		}
+	}
 	b := Summarize(base.Samples)
-	for _, x := range []Series{base, s} {
+	for _, x := range rows {
 		st := Summarize(x.Samples)
 		t.rows = append(t.rows, []string{
 			modeLabel(x.Mode), fmt.Sprint(st.N), formatDuration(st.Median), formatDuration(st.P90),
@@ -150,7 +162,12 @@ func memoryTable(rep *Report) table {
 			fmt.Sprintf("%d idle containers (`sleep 1000`) per mode, measured %v after their start; PSS (/proc/PID/smaps_rollup) summed over each sandbox's shim and the shim's descendants (scc: QEMU; runc: the container), averaged. containerd itself is not counted.", rep.Settings.IdleSandboxes, rep.Settings.Settle),
 		},
 	}
-	for _, m := range rep.Memory {
+	results := rep.Memory
+	if rep.PooledVMs != nil {
+		results = append(results[:len(results):len(results)], *rep.PooledVMs)
+		t.notes = append(t.notes, "scc (pooled VM, idle): the QEMU of each ready VM in the pool (restored from the template, paused), before a sandbox takes it.")
+	}
+	for _, m := range results {
 		if m.Error != "" {
 			t.rows = append(t.rows, []string{modeLabel(m.Mode), "failed", "-", "-", "-", "-"})
 			t.notes = append(t.notes, fmt.Sprintf("%s: %s", m.Mode.Name, shorten(m.Error, 400)))

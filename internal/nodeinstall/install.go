@@ -221,7 +221,7 @@ func sources(o Options) ([]file, error) {
 		return nil, fmt.Errorf("guest image %s: %w", o.GuestSource, err)
 	}
 	src := filepath.Clean(o.GuestSource)
-	for _, p := range []string{m.Kernel.Path, m.Initrd.Path, filepath.Join(src, image.ManifestName)} {
+	for _, p := range append(m.Paths(), filepath.Join(src, image.ManifestName)) {
 		// The manifest names its files relative to its directory; the
 		// copy keeps the same names so the manifest stays valid.
 		if filepath.Dir(filepath.Clean(p)) != src {

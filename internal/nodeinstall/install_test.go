@@ -29,11 +29,14 @@ func sourceTree(t *testing.T, shimContent string) (binDir, guestDir string) {
 	}
 	write(t, filepath.Join(binDir, ShimBinary), shimContent, 0o755)
 	write(t, filepath.Join(binDir, ToolBinary), "scc tool", 0o755)
-	kernel, initrd, cmdline := "a kernel", "an initrd", image.DefaultCmdline
+	kernel, bz, initrd, cmdline := "a kernel", "a bzImage", "an initrd", image.DefaultCmdline
 	write(t, filepath.Join(guestDir, image.VmlinuxName), kernel, 0o644)
+	write(t, filepath.Join(guestDir, image.VmlinuzName), bz, 0o644)
 	write(t, filepath.Join(guestDir, image.InitrdName), initrd, 0o644)
 	m := image.Manifest{
+		Version:       image.ManifestVersion,
 		Kernel:        image.File{Path: image.VmlinuxName, SHA256: digest([]byte(kernel))},
+		EFIKernel:     image.File{Path: image.VmlinuzName, SHA256: digest([]byte(bz))},
 		Initrd:        image.File{Path: image.InitrdName, SHA256: digest([]byte(initrd))},
 		Cmdline:       cmdline,
 		CmdlineSHA256: digest([]byte(cmdline)),
@@ -196,7 +199,7 @@ func TestInstallUninstall(t *testing.T) {
 			if !rep.ContainerdChanged {
 				t.Error("install did not report the containerd change")
 			}
-			for _, p := range []string{"usr/local/bin/containerd-shim-scc-v2", "usr/local/bin/scc", "var/lib/scc/guest/vmlinux", "var/lib/scc/guest/initrd.img", "var/lib/scc/guest/manifest.json", "etc/scc/config.toml"} {
+			for _, p := range []string{"usr/local/bin/containerd-shim-scc-v2", "usr/local/bin/scc", "var/lib/scc/guest/vmlinux", "var/lib/scc/guest/vmlinuz", "var/lib/scc/guest/initrd.img", "var/lib/scc/guest/manifest.json", "etc/scc/config.toml"} {
 				if _, err := os.Stat(filepath.Join(root, p)); err != nil {
 					t.Errorf("not installed: %v", err)
 				}

@@ -40,6 +40,9 @@ func VMConfigFor(cfg vmm.Config) (VMConfig, error) {
 	if cfg.Accel != vmm.AccelKVM {
 		return VMConfig{}, fmt.Errorf("cloud-hypervisor config: accel %q: cloud-hypervisor runs guests under KVM only", cfg.Accel)
 	}
+	if cfg.ForwardPort != "" {
+		return VMConfig{}, fmt.Errorf("cloud-hypervisor config: forward port %q: cloud-hypervisor has no second virtio-serial port", cfg.ForwardPort)
+	}
 	vc := VMConfig{
 		CPUs:    CPUsConfig{BootVCPUs: cfg.VCPUs, MaxVCPUs: cfg.VCPUs},
 		Memory:  MemoryConfig{Size: int64(cfg.MemoryMiB) << 20},

@@ -1,8 +1,8 @@
 // Package confidential holds what the host needs to launch a VM as a
 // confidential guest, whatever VMM runs it: what the host CPU offers
-// (HostSEV) and the launch measurement a configuration will produce
-// (ExpectedSNPDigest), so the key broker's reference values come from the
-// same files the shim boots.
+// (HostSEV) and the launch measurements a configuration will produce
+// (ExpectedSNPDigest, ExpectedTDXMeasurements), so the key broker's
+// reference values come from the same files the shim boots.
 //
 // # SEV-SNP
 //
@@ -21,22 +21,38 @@
 // # TDX
 //
 // A TD's quote carries MRTD (the build-time measurement of the initial
-// memory) and four runtime registers RTMR0-3:
+// memory), four runtime registers RTMR0-3 and MRCONFIGID.
+// ExpectedTDXMeasurements computes what of them the host can, through
+// attest/tdx/measure:
 //
-//   - MRTD is a SHA-384 chain over TDH.MEM.PAGE.ADD and TDH.MR.EXTEND of
-//     the TDVF sections its TDX metadata (the footer GUID table entry
-//     e47a6535-984a-4798-865e-4685a7bf8ec2) marks as measured; it depends
-//     only on the TDVF file and can in principle be computed on the host.
-//     It is not computed here yet: without reference TDVF images and their
-//     measured MRTD there is nothing to check an implementation against.
-//   - RTMR0 holds TDVF's measurements of its configuration (TD HOB, ACPI
-//     tables QEMU generates, which depend on vCPUs, memory and devices),
-//     RTMR1 the kernel, initrd and their loader, RTMR2 the command line as
-//     the guest kernel measured it. They are replayed from the firmware's
-//     CC event log, which exists only once the guest has booted: the
-//     verifier checks the event log against the RTMRs, then the log's
-//     kernel, initrd and command line digests against reference values
-//     (SHA-384 of the same files the shim boots).
+//   - MRTD: QEMU reads the TDVF's TDX metadata (the footer GUID table
+//     entry e47a6535-984a-4798-865e-4685a7bf8ec2 locates the "TDVF"
+//     descriptor) and hands each section to KVM, which adds its pages
+//     (TDH.MEM.PAGE.ADD) and measures the content of sections marked
+//     MR.EXTEND (TDH.MR.EXTEND); MRTD depends on the TDVF file alone, plus
+//     the order the host kernel issues the calls in (TDXHost.PageOrder:
+//     page by page on upstream Linux 6.16+, all adds first on the earlier
+//     TDX trees).
+//   - RTMR2: a kernel booted directly whose EFI stub measures into TDX
+//     RTMRs (Linux 6.9+) extends it with its load options (QEMU's command
+//     line plus the firmware's "initrd=initrd" argument, as UTF-16) and
+//     the initrd. Older kernels leave it zero.
 //   - MRCONFIGID carries the init data digest (TDXConfig.MRConfigID),
 //     like HOST_DATA for SNP.
+//
+// RTMR0 (TD HOB, ACPI tables QEMU generates from vCPUs, memory and
+// devices, the firmware's configuration) and RTMR1 (the kernel image,
+// whose setup header QEMU 10.1 patches with memory-layout-dependent
+// addresses and QEMU 10.2 and later leave as given, and the firmware's
+// boot events) are not computed: a verifier replays them from the
+// firmware's CC event log, which exists only once the guest has booted,
+// and checks the log's events against reference values.
+//
+// # The kernel
+//
+// Both TEEs boot the kernel through their UEFI firmware, which starts only
+// a bzImage with an EFI stub: the guest image's vmlinuz
+// (image.Manifest.Configure gives a confidential VM that one). The
+// measurement functions read the kernel from cfg.Kernel, the file QEMU is
+// given, and refuse a PVH vmlinux, which no confidential launch can boot.
 package confidential

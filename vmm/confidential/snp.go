@@ -20,12 +20,32 @@ var ErrNotMeasurable = errors.New("launch digest cannot be computed")
 // refuse the launch.
 var ErrIDBlockMismatch = errors.New("id block does not match the launch digest")
 
+// checkKernel fails for a kernel that a confidential VM's firmware cannot
+// start, whose launch measurement would describe no launch: QEMU loads a
+// PVH vmlinux into memory itself and puts no SEV kernel hashes in the
+// firmware for it, and OVMF and TDVF start only a bzImage with an EFI
+// stub. Files of no known kernel format pass, so that the published
+// known-answer vectors, whose kernels are stand-in bytes, can be replayed.
+func checkKernel(path string) error {
+	f, err := vmm.ReadKernelFormat(path)
+	if err != nil {
+		return err
+	}
+	if f == vmm.KernelPVH || f == vmm.KernelBzImage {
+		return fmt.Errorf("%w: %w: kernel %s is a %s kernel, which a confidential VM's UEFI firmware cannot start: measure the bzImage with an EFI stub it boots (the guest image's vmlinuz)",
+			ErrNotMeasurable, vmm.ErrKernelFormat, path, f)
+	}
+	return nil
+}
+
 // ExpectedSNPDigest returns the SEV-SNP launch digest (MEASUREMENT, 48
 // bytes) of the VM cfg describes when QEMU launches it: the OVMF image, the
 // SEV hashes table of cfg's kernel, initrd and command line (kernel-hashes),
 // then one VMSA per vCPU of cfg's vCPU model with cfg's SEV features. A key
 // broker's reference value computed from it holds for exactly the guest
-// image the shim boots.
+// image the shim boots. cfg.Kernel must be the file QEMU is given, the
+// bzImage with an EFI stub (image.Manifest.Configure picks it); a PVH
+// vmlinux fails with ErrNotMeasurable and vmm.ErrKernelFormat.
 //
 // ovmf is the firmware image; when nil, the file cfg.TEE.Firmware names is
 // read. Defaults are applied to cfg first, as a driver does. When cfg
@@ -55,6 +75,9 @@ func ExpectedSNPDigest(cfg vmm.Config, ovmf []byte) ([]byte, error) {
 		opts.OVMFPath = tee.Firmware
 	}
 	if s.KernelHashes {
+		if err := checkKernel(cfg.Kernel); err != nil {
+			return nil, fmt.Errorf("expected snp digest: %w", err)
+		}
 		// An absent initrd is measured as the hash of zero bytes, which
 		// is what an empty DirectBoot.Initrd gives.
 		opts.DirectBoot = &measure.DirectBoot{

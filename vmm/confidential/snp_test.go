@@ -10,10 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/sccontainers/scc/attest/snp/measure"
 	"github.com/sccontainers/scc/vmm"
+	"github.com/sccontainers/scc/vmm/vmmtest"
 )
 
 // The measure package's known-answer vectors, shared rather than copied.
@@ -215,6 +217,48 @@ func TestExpectedSNPDigestNotMeasurable(t *testing.T) {
 			tt.mutate(&c)
 			if _, err := ExpectedSNPDigest(c, nil); !errors.Is(err, ErrNotMeasurable) {
 				t.Errorf("err = %v, want ErrNotMeasurable", err)
+			}
+		})
+	}
+}
+
+// A measurement over a kernel the firmware cannot start describes no
+// launch: the PVH vmlinux and a bzImage without an EFI stub are refused,
+// the bzImage with one is measured.
+func TestExpectedMeasurementsNeedEFIKernel(t *testing.T) {
+	v := qemuSNPVectors(t)[0]
+	efi := vmmtest.EFIKernel([]byte("kernel"))
+	noStub := append([]byte(nil), efi...)
+	noStub[0] = 0
+	for _, k := range []struct {
+		name    string
+		content []byte
+		ok      bool
+	}{
+		{"pvh vmlinux", []byte("\x7fELF\x02\x01\x01\x00 vmlinux"), false},
+		{"bzImage without efi stub", noStub, false},
+		{"bzImage with efi stub", efi, true},
+	} {
+		t.Run(k.name, func(t *testing.T) {
+			snp := configFor(t, v)
+			snp.TEE.SNP.KernelHashes = true
+			if err := os.WriteFile(snp.Kernel, k.content, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			tdx := tdxConfig(t, true)
+			tdx.Kernel = snp.Kernel
+			_, snpErr := ExpectedSNPDigest(snp, nil)
+			_, tdxErr := ExpectedTDXMeasurements(tdx, nil, TDXHost{})
+			for tee, err := range map[string]error{"snp": snpErr, "tdx": tdxErr} {
+				if k.ok {
+					if err != nil {
+						t.Errorf("%s: %v", tee, err)
+					}
+					continue
+				}
+				if !errors.Is(err, ErrNotMeasurable) || !errors.Is(err, vmm.ErrKernelFormat) || !strings.Contains(err.Error(), "vmlinuz") {
+					t.Errorf("%s: err = %v, want ErrNotMeasurable and vmm.ErrKernelFormat pointing at vmlinuz", tee, err)
+				}
 			}
 		})
 	}

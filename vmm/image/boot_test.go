@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"io"
 	"os"
 	"os/exec"
@@ -11,15 +12,22 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sccontainers/scc/vmm"
 )
 
-const qbootROM = "/usr/share/qemu/qboot.rom"
+const (
+	qbootROM = "/usr/share/qemu/qboot.rom"
+	// ovmfFD is Debian's OVMF (package ovmf) in one file, which -bios takes.
+	ovmfFD = "/usr/share/ovmf/OVMF.fd"
+)
 
 // TestBuildAndBoot builds a guest image around a stand-in agent from the
 // cached Debian kernel package and boots it under QEMU TCG, once with each
 // initramfs compression, checking that the agent runs as /init and that
 // every module in the manifest loads. It logs the boot times that chose
-// DefaultCompression.
+// DefaultCompression. It then boots the image's EFI kernel through OVMF,
+// the way confidential VMs start it.
 func TestBuildAndBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM; skipped in -short mode")
@@ -32,8 +40,10 @@ func TestBuildAndBoot(t *testing.T) {
 			t.Skipf("%s not installed", bin)
 		}
 	}
-	if _, err := os.Stat(qbootROM); err != nil {
-		t.Skipf("%s missing (apt-get install qemu-system-data)", qbootROM)
+	for _, fw := range []string{qbootROM, ovmfFD} {
+		if _, err := os.Stat(fw); err != nil {
+			t.Skipf("%s missing (make deps installs qemu-system-data and ovmf)", fw)
+		}
 	}
 	deb, _ := filepath.Glob(filepath.Join(DefaultCacheDir, "kernel", "linux-image-*.deb"))
 	if len(deb) == 0 {
@@ -66,8 +76,24 @@ func TestBuildAndBoot(t *testing.T) {
 	if err := loaded.Verify(); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
-	if loaded.Kernel != m.Kernel || loaded.Initrd != m.Initrd || loaded.CmdlineSHA256 != m.CmdlineSHA256 {
+	if loaded.Kernel != m.Kernel || loaded.EFIKernel != m.EFIKernel || loaded.Initrd != m.Initrd || loaded.CmdlineSHA256 != m.CmdlineSHA256 {
 		t.Errorf("Load() = %+v, Build() returned %+v", loaded, m)
+	}
+	// The EFI kernel is the package's bzImage byte for byte, so building
+	// twice gives the same digest.
+	if loaded.Version != ManifestVersion || filepath.Base(m.EFIKernel.Path) != VmlinuzName {
+		t.Errorf("manifest version %d, efi kernel %s; want %d, %s", loaded.Version, m.EFIKernel.Path, ManifestVersion, VmlinuzName)
+	}
+	if f, err := vmm.ReadKernelFormat(m.EFIKernel.Path); err != nil || f != vmm.KernelEFI {
+		t.Errorf("efi kernel format %s, %v; want %s", f, err, vmm.KernelEFI)
+	}
+	if f, err := vmm.ReadKernelFormat(m.Kernel.Path); err != nil || f != vmm.KernelPVH {
+		t.Errorf("kernel format %s, %v; want %s", f, err, vmm.KernelPVH)
+	}
+	if bz, err := debFile(ctx, deb[len(deb)-1], "./boot/vmlinuz-"+m.KernelRelease); err != nil {
+		t.Error(err)
+	} else if hex.EncodeToString(hashBytes(bz)) != m.EFIKernel.SHA256 {
+		t.Errorf("efi kernel sha256 %s is not that of the package's vmlinuz", m.EFIKernel.SHA256)
 	}
 
 	// The gzip variant is the same archive compressed, as Build writes it.
@@ -95,7 +121,7 @@ func TestBuildAndBoot(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			var best time.Duration
 			for i := 0; i < 2; i++ {
-				d := boot(ctx, t, m.Kernel.Path, v.initrd, m.Cmdline, m.Modules)
+				d := boot(ctx, t, qbootROM, m.Kernel.Path, v.initrd, m.Cmdline, m.Modules)
 				if best == 0 || d < best {
 					best = d
 				}
@@ -103,18 +129,35 @@ func TestBuildAndBoot(t *testing.T) {
 			t.Logf("initrd %s (%d bytes): boot to agent done in %v (best of 2)", v.name, v.size, best.Round(time.Millisecond))
 		})
 	}
+	t.Run("efi kernel through ovmf", func(t *testing.T) {
+		d := boot(ctx, t, ovmfFD, m.EFIKernel.Path, m.Initrd.Path, m.Cmdline, m.Modules)
+		t.Logf("OVMF and vmlinuz: boot to agent done in %v", d.Round(time.Millisecond))
+	})
+}
+
+// debFile returns one file of a .deb, named as in its data archive.
+func debFile(ctx context.Context, deb, name string) ([]byte, error) {
+	dir, err := os.MkdirTemp("", "scc-deb-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := extractDeb(ctx, deb, dir); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(filepath.Join(dir, name))
 }
 
 // boot runs the image under QEMU TCG until the guest powers off, checks the
 // agent's report and returns the time from QEMU start to the agent's last
 // line.
-func boot(ctx context.Context, t *testing.T, kernel, initrd, cmdline string, modules []string) time.Duration {
+func boot(ctx context.Context, t *testing.T, firmware, kernel, initrd, cmdline string, modules []string) time.Duration {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
 		"-M", "q35,accel=tcg", "-cpu", "max", "-m", "512", "-smp", "1",
-		"-bios", qbootROM, "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
+		"-bios", firmware, "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
 		"-nographic", "-nodefaults", "-no-user-config", "-serial", "stdio", "-no-reboot")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

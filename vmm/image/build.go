@@ -1,8 +1,10 @@
-// Package image builds the guest image a VM boots: an uncompressed vmlinux
-// taken from Debian's kernel package, an initramfs holding the guest agent
-// as /init and the kernel modules it needs, and a manifest recording their
-// digests and the kernel command line, from which the VM's launch
-// measurement is computed.
+// Package image builds the guest image a VM boots: two forms of the kernel
+// of Debian's kernel package (the uncompressed PVH vmlinux, which qboot
+// starts fastest, for ordinary VMs; the package's bzImage, whose EFI stub
+// UEFI firmware needs, for confidential VMs and any VM booting through
+// OVMF), an initramfs holding the guest agent as /init and the kernel
+// modules it needs, and a manifest recording their digests and the kernel
+// command line, from which the VM's launch measurement is computed.
 package image
 
 import (
@@ -17,6 +19,8 @@ import (
 	"path/filepath"
 
 	"github.com/containerd/log"
+
+	"github.com/sccontainers/scc/vmm"
 )
 
 // Defaults for Options.
@@ -36,16 +40,17 @@ const (
 
 // DefaultModules returns the modules the guest agent needs: virtio
 // transport, console and block devices, the entropy source, 9p for shared
-// directories, erofs image layers and overlayfs to stack them.
+// directories, erofs image layers, dm-verity to check them and overlayfs
+// to stack them.
 func DefaultModules() []string {
-	return []string{"virtio_pci", "virtio_console", "9pnet_virtio", "9p", "overlay", "virtio_blk", "virtio_rng", "erofs", "virtio_net", "configfs", "bridge", "veth", "tun"}
+	return []string{"virtio_pci", "virtio_console", "9pnet_virtio", "9p", "overlay", "virtio_blk", "virtio_rng", "erofs", "dm_mod", "dm_verity", "virtio_net", "configfs", "bridge", "veth", "tun"}
 }
 
 // Options configure Build. Zero fields take the defaults.
 type Options struct {
 	// CacheDir keeps downloaded kernel packages in CacheDir/kernel.
 	CacheDir string
-	// OutputDir receives vmlinux, initrd.img and manifest.json.
+	// OutputDir receives vmlinux, vmlinuz, initrd.img and manifest.json.
 	OutputDir string
 	// Agent is the guest agent, a static binary that becomes /init.
 	Agent string
@@ -84,7 +89,8 @@ func (o Options) withDefaults() Options {
 
 // Output file names in the image directory.
 const (
-	VmlinuxName = "vmlinux"
+	VmlinuxName = "vmlinux" // Manifest.Kernel
+	VmlinuzName = "vmlinuz" // Manifest.EFIKernel
 	InitrdName  = "initrd.img"
 )
 
@@ -135,6 +141,9 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read kernel image: %w", err)
 	}
+	if f := vmm.KernelFormatOf(bz); f != vmm.KernelEFI {
+		return nil, fmt.Errorf("kernel image of %s: %w: its format is %s, and UEFI firmware (OVMF, TDVF) starts only a bzImage with an EFI stub", pkg, vmm.ErrKernelFormat, f)
+	}
 	vmlinux, err := Vmlinux(ctx, bz)
 	if err != nil {
 		return nil, fmt.Errorf("extract vmlinux from %s: %w", deb, err)
@@ -156,7 +165,9 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 		return nil, fmt.Errorf("create image directory: %w", err)
 	}
 	m := &Manifest{
+		Version:              ManifestVersion,
 		Kernel:               File{Path: filepath.Join(opts.OutputDir, VmlinuxName), SHA256: hex.EncodeToString(hashBytes(vmlinux))},
+		EFIKernel:            File{Path: filepath.Join(opts.OutputDir, VmlinuzName), SHA256: hex.EncodeToString(hashBytes(bz))},
 		Initrd:               File{Path: filepath.Join(opts.OutputDir, InitrdName), SHA256: hex.EncodeToString(hashBytes(initrd.Bytes()))},
 		Cmdline:              opts.Cmdline,
 		CmdlineSHA256:        hex.EncodeToString(hashBytes([]byte(opts.Cmdline))),
@@ -169,6 +180,11 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	}
 	if err := writeFileAtomic(m.Kernel.Path, vmlinux, 0o644); err != nil {
 		return nil, fmt.Errorf("write vmlinux: %w", err)
+	}
+	// The bzImage as the package ships it: its digest is the package's, and
+	// the SEV kernel hashes cover exactly these bytes.
+	if err := writeFileAtomic(m.EFIKernel.Path, bz, 0o644); err != nil {
+		return nil, fmt.Errorf("write vmlinuz: %w", err)
 	}
 	if err := writeFileAtomic(m.Initrd.Path, initrd.Bytes(), 0o644); err != nil {
 		return nil, fmt.Errorf("write initrd: %w", err)

@@ -10,21 +10,27 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sccontainers/scc/vmm"
+	"github.com/sccontainers/scc/vmm/vmmtest"
 )
 
 // writeImage writes a fake image directory and its manifest.
 func writeImage(t *testing.T) (string, *Manifest) {
 	t.Helper()
 	dir := t.TempDir()
-	kernel, initrd := []byte("kernel bytes"), []byte("initrd bytes")
-	for name, data := range map[string][]byte{VmlinuxName: kernel, InitrdName: initrd} {
+	kernel, initrd := []byte("\x7fELF kernel bytes"), []byte("initrd bytes")
+	bz := vmmtest.EFIKernel([]byte("compressed kernel"))
+	for name, data := range map[string][]byte{VmlinuxName: kernel, VmlinuzName: bz, InitrdName: initrd} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	const cmdline = "console=ttyS0 quiet"
 	m := &Manifest{
+		Version:       ManifestVersion,
 		Kernel:        File{Path: filepath.Join(dir, VmlinuxName), SHA256: hex.EncodeToString(hashBytes(kernel))},
+		EFIKernel:     File{Path: filepath.Join(dir, VmlinuzName), SHA256: hex.EncodeToString(hashBytes(bz))},
 		Initrd:        File{Path: filepath.Join(dir, InitrdName), SHA256: hex.EncodeToString(hashBytes(initrd))},
 		Cmdline:       cmdline,
 		CmdlineSHA256: hex.EncodeToString(hashBytes([]byte(cmdline))),
@@ -51,6 +57,9 @@ func TestManifestRoundTrip(t *testing.T) {
 	if p := onDisk["kernel"].(map[string]any)["path"]; p != VmlinuxName {
 		t.Errorf("manifest.json kernel path = %v, want %q (relative)", p, VmlinuxName)
 	}
+	if p := onDisk["efi_kernel"].(map[string]any)["path"]; p != VmlinuzName || onDisk["version"] != float64(ManifestVersion) {
+		t.Errorf("manifest.json efi kernel path %v, version %v; want %q, %d", p, onDisk["version"], VmlinuzName, ManifestVersion)
+	}
 	for _, key := range []string{"kernel", "initrd", "cmdline", "cmdline_sha256", "kernel_release", "kernel_package", "agent_sha256", "modules"} {
 		if _, ok := onDisk[key]; !ok {
 			t.Errorf("manifest.json lacks %q", key)
@@ -61,7 +70,7 @@ func TestManifestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Kernel != m.Kernel || got.Initrd != m.Initrd || got.Cmdline != m.Cmdline || strings.Join(got.Modules, ",") != "virtio,virtio_pci" {
+	if got.Kernel != m.Kernel || got.EFIKernel != m.EFIKernel || got.Version != ManifestVersion || got.Initrd != m.Initrd || got.Cmdline != m.Cmdline || strings.Join(got.Modules, ",") != "virtio,virtio_pci" {
 		t.Errorf("Load() = %+v, want %+v", got, m)
 	}
 	if err := got.Verify(); err != nil {
@@ -80,6 +89,16 @@ func TestManifestVerifyDetectsChanges(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, ErrDigestMismatch},
+		{"efi kernel changed", func(t *testing.T, m *Manifest) {
+			if err := os.WriteFile(m.EFIKernel.Path, vmmtest.EFIKernel([]byte("other")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, ErrDigestMismatch},
+		{"efi kernel removed", func(t *testing.T, m *Manifest) {
+			if err := os.Remove(m.EFIKernel.Path); err != nil {
+				t.Fatal(err)
+			}
+		}, fs.ErrNotExist},
 		{"initrd changed", func(t *testing.T, m *Manifest) {
 			if err := os.WriteFile(m.Initrd.Path, []byte("initrd bytes!"), 0o644); err != nil {
 				t.Fatal(err)
@@ -117,8 +136,9 @@ func TestLoadErrors(t *testing.T) {
 		}
 	})
 	for name, content := range map[string]string{
-		"not json": "{",
-		"no paths": `{"cmdline":"x"}`,
+		"not json":                     "{",
+		"no paths":                     `{"cmdline":"x"}`,
+		"version 2 without efi kernel": `{"version":2,"kernel":{"path":"vmlinux"},"initrd":{"path":"initrd.img"}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -129,6 +149,100 @@ func TestLoadErrors(t *testing.T) {
 				t.Error("Load() accepted a bad manifest")
 			}
 		})
+	}
+	t.Run("newer version", func(t *testing.T) {
+		dir, _ := writeImage(t)
+		rewriteManifest(t, dir, func(m map[string]any) { m["version"] = ManifestVersion + 1 })
+		if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "manifest version 3, newer than the 2 this scc reads") {
+			t.Errorf("Load() = %v, want the versions named", err)
+		}
+	})
+}
+
+// rewriteManifest edits dir's manifest.json as JSON.
+func rewriteManifest(t *testing.T, dir string, edit func(m map[string]any)) {
+	t.Helper()
+	p := filepath.Join(dir, ManifestName)
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(m)
+	if raw, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An image built before images kept the EFI kernel (manifest version 1,
+// without "version" and "efi_kernel") still boots ordinary VMs; a UEFI boot
+// of it fails, saying to rebuild.
+func TestManifestVersion1(t *testing.T) {
+	dir, m := writeImage(t)
+	rewriteManifest(t, dir, func(m map[string]any) { delete(m, "version"); delete(m, "efi_kernel") })
+	old, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.Version != 1 || old.EFIKernel != (File{}) {
+		t.Errorf("Load() = version %d, efi kernel %+v; want 1 and none", old.Version, old.EFIKernel)
+	}
+	if err := old.Verify(); err != nil {
+		t.Errorf("Verify() = %v", err)
+	}
+	if k, err := old.KernelFor(false); err != nil || k != m.Kernel {
+		t.Errorf("KernelFor(qboot) = %+v, %v; want %+v", k, err, m.Kernel)
+	}
+	_, err = old.KernelFor(true)
+	if !errors.Is(err, ErrNoEFIKernel) || !strings.Contains(err.Error(), "scc guest build") || !strings.Contains(err.Error(), dir) {
+		t.Errorf("KernelFor(uefi) = %v, want %v naming the image and how to rebuild it", err, ErrNoEFIKernel)
+	}
+	snp := vmm.Config{TEE: &vmm.TEEConfig{Type: vmm.TEESNP}}
+	if err := old.Configure(&snp); !errors.Is(err, ErrNoEFIKernel) {
+		t.Errorf("Configure(snp) = %v, want %v", err, ErrNoEFIKernel)
+	}
+}
+
+// Configure gives a VM the kernel its firmware starts: the EFI kernel to
+// confidential VMs and ordinary VMs with UEFI firmware, vmlinux to the
+// others.
+func TestManifestConfigure(t *testing.T) {
+	dir, m := writeImage(t)
+	ovmf, qboot, err := vmmtest.WriteFirmware(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		cfg  vmm.Config
+		want File
+	}{
+		{"qboot", vmm.Config{Firmware: qboot}, m.Kernel},
+		{"ovmf", vmm.Config{Firmware: ovmf}, m.EFIKernel},
+		{"snp", vmm.Config{TEE: &vmm.TEEConfig{Type: vmm.TEESNP, Firmware: ovmf}}, m.EFIKernel},
+		{"tdx", vmm.Config{TEE: &vmm.TEEConfig{Type: vmm.TEETDX, Firmware: ovmf}}, m.EFIKernel},
+		{"snp from an igvm file", vmm.Config{TEE: &vmm.TEEConfig{Type: vmm.TEESNP, SNP: vmm.SNPConfig{IGVM: ovmf}}}, m.EFIKernel},
+	}
+	for _, tt := range tests {
+		cfg := tt.cfg
+		if err := m.Configure(&cfg); err != nil {
+			t.Errorf("%s: Configure() = %v", tt.name, err)
+			continue
+		}
+		if cfg.Kernel != tt.want.Path || cfg.Initrd != m.Initrd.Path || cfg.Cmdline != m.Cmdline {
+			t.Errorf("%s: Configure() set kernel %s, initrd %s, cmdline %q; want %s, %s, %q",
+				tt.name, cfg.Kernel, cfg.Initrd, cfg.Cmdline, tt.want.Path, m.Initrd.Path, m.Cmdline)
+		}
+	}
+	missing := vmm.Config{Firmware: filepath.Join(dir, "none.fd")}
+	if err := m.Configure(&missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Configure() with a missing firmware = %v, want not-exist", err)
 	}
 }
 

@@ -88,6 +88,12 @@ func args(cfg vmm.Config, incoming string) ([]string, error) {
 		"-chardev", "socket,id=agent,path="+cfg.AgentAddr()+",server=on,wait=off",
 		"-device", "virtserialport,bus=vser0.0,chardev=agent,id=agentport,name="+cfg.AgentPort,
 	)
+	if cfg.ForwardPort != "" {
+		a = append(a,
+			"-chardev", "socket,id=forward,path="+cfg.ForwardAddr()+",server=on,wait=off",
+			"-device", "virtserialport,bus=vser0.0,chardev=forward,id=forwardport,name="+cfg.ForwardPort,
+		)
+	}
 	if cfg.TPM != nil {
 		a = append(a,
 			"-chardev", "socket,id=chrtpm,path="+cfg.TPM.Socket,

@@ -91,6 +91,23 @@ func TestArgs(t *testing.T) {
 				"-device virtio-9p-pci,fsdev=fs1,mount_tag=vol1 " +
 				"-device virtio-rng-pci",
 		},
+		{
+			name:   "forwarded channel",
+			mutate: func(c *vmm.Config) { c.ForwardPort = "io.scc.forward" },
+			want: "-name scc-c1 -M q35,accel=tcg -cpu max -smp 1 -m 512 " +
+				"-bios /usr/share/qemu/qboot.rom -kernel /var/lib/scc/guest/vmlinux -initrd /var/lib/scc/guest/initrd.img " +
+				"-append console=ttyS0_panic=-1_quiet " +
+				"-nodefaults -no-user-config -nographic -display none -no-reboot " +
+				"-serial file:/run/scc/c1/console.log " +
+				"-qmp unix:/run/scc/c1/qmp.sock,server=on,wait=off " +
+				"-pidfile /run/scc/c1/qemu.pid " +
+				"-device virtio-serial-pci,id=vser0 " +
+				"-chardev socket,id=agent,path=/run/scc/c1/agent.sock,server=on,wait=off " +
+				"-device virtserialport,bus=vser0.0,chardev=agent,id=agentport,name=io.scc.agent " +
+				"-chardev socket,id=forward,path=/run/scc/c1/forward.sock,server=on,wait=off " +
+				"-device virtserialport,bus=vser0.0,chardev=forward,id=forwardport,name=io.scc.forward " +
+				"-device virtio-rng-pci",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -50,6 +50,9 @@ func (v *VM) launch(ctx context.Context, restore bool) error {
 	cmd := exec.Command(v.binary, argv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if v.detached {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
 	for _, n := range v.cfg.Net {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, n.Tap)
 	}
@@ -66,7 +69,7 @@ func (v *VM) launch(ctx context.Context, restore bool) error {
 		return err
 	}
 	v.mu.Lock()
-	v.cmd = cmd
+	v.proc = cmd.Process
 	v.mu.Unlock()
 
 	c, err := v.dialQMP(ctx)
@@ -145,7 +148,7 @@ func (v *VM) kill() error {
 		return nil
 	}
 	v.mu.Lock()
-	p := v.cmd.Process
+	p := v.proc
 	v.mu.Unlock()
 	// os.Process signals through a pidfd, so a recycled pid is never hit.
 	if err := p.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {

@@ -10,7 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -46,6 +46,10 @@ type Driver struct {
 	// SEVHost reports the host CPU's memory encryption support for SEV-SNP
 	// guests; confidential.HostSEV when nil. Tests replace it.
 	SEVHost func() confidential.SEVHost
+	// Detached starts QEMU in a session of its own without a parent-death
+	// signal, so it outlives the process that started it: a pooled VM
+	// waits for the shim that will Adopt it. Whoever adopts it stops it.
+	Detached bool
 }
 
 var (
@@ -83,7 +87,7 @@ func (d Driver) NewVM(cfg vmm.Config) (*VM, error) {
 			return nil, fmt.Errorf("new qemu vm: %w", err)
 		}
 	}
-	return &VM{cfg: cfg, binary: bin, done: make(chan struct{})}, nil
+	return &VM{cfg: cfg, binary: bin, detached: d.Detached, done: make(chan struct{})}, nil
 }
 
 // state is where a VM is in its lifecycle.
@@ -99,9 +103,11 @@ const (
 
 // VM is one QEMU process and its QMP session.
 type VM struct {
-	cfg    vmm.Config // defaults applied, accel resolved
-	binary string
-	done   chan struct{} // closed once QEMU has exited, or by Stop before Start
+	cfg      vmm.Config // defaults applied, accel resolved
+	binary   string
+	detached bool          // QEMU outlives this process (Driver.Detached)
+	adopted  bool          // QEMU was started by another process (Adopt)
+	done     chan struct{} // closed once QEMU has exited, or by Stop before Start
 
 	// op serialises lifecycle operations (Start, Restore, Stop, Pause,
 	// Resume, Save), which may each talk to QEMU for a while.
@@ -109,11 +115,13 @@ type VM struct {
 
 	mu       sync.Mutex
 	state    state       // guarded by mu
-	cmd      *exec.Cmd   // set once QEMU started, guarded by mu
+	proc     *os.Process // set once QEMU started or was adopted, guarded by mu
 	qmp      *qmp.Client // set once the handshake succeeded, guarded by mu
 	stopping bool        // Stop or a failed Start is ending QEMU, guarded by mu
 	exitErr  error       // why QEMU exited, guarded by mu; final once done is closed
 	grown    grown       // what Grow added, guarded by mu
+
+	disks map[int]string // hotplug port -> serial of the disk on it, guarded by mu
 }
 
 // Config returns the VM's configuration with defaults applied and the
@@ -162,10 +170,10 @@ func (v *VM) client() *qmp.Client {
 func (v *VM) Pid() int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.cmd == nil || v.cmd.Process == nil {
+	if v.proc == nil {
 		return 0
 	}
-	return v.cmd.Process.Pid
+	return v.proc.Pid
 }
 
 // Err says why QEMU exited: nil while it runs or after Stop, an

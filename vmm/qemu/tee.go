@@ -97,10 +97,15 @@ func teeArgs(cfg vmm.Config) (teeParts, error) {
 // tdxObject is the tdx-guest -object argument. The quote generation socket
 // is a SocketAddress struct, which QEMU's TDX documentation passes in the
 // JSON form of -object; without it the plain form does.
+//
+// sept-ve-disable is QEMU's default, and it is spelt out: the TD's
+// ATTRIBUTES, which its quotes report and a verifier checks, must not
+// follow a QEMU default, and a Linux guest panics at boot without it
+// ("SEPT_VE_DISABLE attribute must be set") unless the TD is a debug TD.
 func tdxObject(t vmm.TDXConfig) (string, error) {
 	mrconfigid := base64.StdEncoding.EncodeToString(t.MRConfigID[:])
 	if t.QuoteGenerationSocket == "" {
-		return "tdx-guest,id=" + tdxID + ",mrconfigid=" + mrconfigid, nil
+		return "tdx-guest,id=" + tdxID + ",sept-ve-disable=on,mrconfigid=" + mrconfigid, nil
 	}
 	addr, err := vmm.ParseQGSAddress(t.QuoteGenerationSocket)
 	if err != nil {
@@ -114,11 +119,12 @@ func tdxObject(t vmm.TDXConfig) (string, error) {
 		qgs["path"] = addr.Path
 	}
 	b, err := json.Marshal(struct {
-		QOMType string            `json:"qom-type"`
-		ID      string            `json:"id"`
-		MRCfgID string            `json:"mrconfigid"`
-		QGS     map[string]string `json:"quote-generation-socket"`
-	}{"tdx-guest", tdxID, mrconfigid, qgs})
+		QOMType       string            `json:"qom-type"`
+		ID            string            `json:"id"`
+		SEPTVEDisable bool              `json:"sept-ve-disable"`
+		MRCfgID       string            `json:"mrconfigid"`
+		QGS           map[string]string `json:"quote-generation-socket"`
+	}{"tdx-guest", tdxID, true, mrconfigid, qgs})
 	if err != nil {
 		return "", fmt.Errorf("qemu args: %w", err)
 	}

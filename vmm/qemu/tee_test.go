@@ -15,6 +15,7 @@ import (
 
 	"github.com/sccontainers/scc/vmm"
 	"github.com/sccontainers/scc/vmm/confidential"
+	"github.com/sccontainers/scc/vmm/vmmtest"
 )
 
 const (
@@ -32,8 +33,12 @@ var hostData = func() (h [32]byte) {
 
 const hostDataB64 = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
 
+// efiKernel is the guest image's bzImage, which confidential VMs boot.
+const efiKernel = "/var/lib/scc/guest/vmlinuz"
+
 func snpBase() vmm.Config {
 	c := baseConfig()
+	c.Kernel = efiKernel
 	c.Accel = vmm.AccelKVM
 	c.Firmware = ""
 	c.TEE = &vmm.TEEConfig{
@@ -46,6 +51,7 @@ func snpBase() vmm.Config {
 
 func tdxBase() vmm.Config {
 	c := baseConfig()
+	c.Kernel = efiKernel
 	c.Accel = vmm.AccelKVM
 	c.Firmware = ""
 	var id [48]byte
@@ -54,10 +60,10 @@ func tdxBase() vmm.Config {
 	return c.WithDefaults()
 }
 
-// guestArgs is the part of every command line after the firmware: kernel,
-// devices and control sockets of baseConfig.
+// guestArgs is the part of every command line after the firmware and the
+// kernel: initrd, devices and control sockets of baseConfig.
 var guestArgs = []string{
-	"-kernel", "/var/lib/scc/guest/vmlinux", "-initrd", "/var/lib/scc/guest/initrd.img",
+	"-initrd", "/var/lib/scc/guest/initrd.img",
 	"-append", "console=ttyS0 panic=-1 quiet",
 	"-nodefaults", "-no-user-config", "-nographic", "-display", "none", "-no-reboot",
 	"-serial", "file:/run/scc/c1/console.log",
@@ -69,7 +75,15 @@ var guestArgs = []string{
 	"-device", "virtio-rng-pci",
 }
 
-func line(head ...string) []string { return append(head, guestArgs...) }
+// line is the command line of an ordinary VM, booting the PVH vmlinux.
+func line(head ...string) []string {
+	return append(append(head, "-kernel", "/var/lib/scc/guest/vmlinux"), guestArgs...)
+}
+
+// teeLine is the command line of a confidential VM, booting the bzImage.
+func teeLine(head ...string) []string {
+	return append(append(head, "-kernel", efiKernel), guestArgs...)
+}
 
 func TestArgsGolden(t *testing.T) {
 	zeroBlock := base64.StdEncoding.EncodeToString(make([]byte, vmm.SNPIDBlockSize))
@@ -99,7 +113,7 @@ func TestArgsGolden(t *testing.T) {
 		{
 			name: "snp",
 			cfg:  snpBase,
-			want: line("-name", "scc-c1",
+			want: teeLine("-name", "scc-c1",
 				"-M", "q35,accel=kvm,confidential-guest-support=sev0,memory-backend=ram1",
 				"-cpu", "EPYC-v4", "-smp", "1", "-m", "512",
 				"-object", "memory-backend-memfd,id=ram1,size=512M,share=true,prealloc=false",
@@ -117,7 +131,7 @@ func TestArgsGolden(t *testing.T) {
 				c.TEE.SNP.IDBlock, c.TEE.SNP.IDAuth = zeroBlock, zeroAuth
 				return c
 			},
-			want: line("-name", "scc-c1",
+			want: teeLine("-name", "scc-c1",
 				"-M", "q35,accel=kvm,confidential-guest-support=sev0,memory-backend=ram1",
 				"-cpu", "EPYC-Milan", "-smp", "4", "-m", "2048",
 				"-object", "memory-backend-memfd,id=ram1,size=2048M,share=true,prealloc=false",
@@ -132,7 +146,7 @@ func TestArgsGolden(t *testing.T) {
 				c.TEE.SNP.IDBlock, c.TEE.SNP.IDAuth = zeroBlock, authorAuthB64
 				return c
 			},
-			want: line("-name", "scc-c1",
+			want: teeLine("-name", "scc-c1",
 				"-M", "q35,accel=kvm,confidential-guest-support=sev0,memory-backend=ram1",
 				"-cpu", "EPYC-v4", "-smp", "1", "-m", "512",
 				"-object", "memory-backend-memfd,id=ram1,size=512M,share=true,prealloc=false",
@@ -147,7 +161,7 @@ func TestArgsGolden(t *testing.T) {
 				c.TEE.Firmware, c.TEE.SNP.IGVM, c.TEE.SNP.KernelHashes = "", "/usr/share/igvm/coconut-qemu.igvm", false
 				return c
 			},
-			want: line("-name", "scc-c1",
+			want: teeLine("-name", "scc-c1",
 				"-M", "q35,accel=kvm,confidential-guest-support=sev0,memory-backend=ram1,igvm-cfg=igvm0",
 				"-cpu", "EPYC-v4", "-smp", "1", "-m", "512",
 				"-object", "memory-backend-memfd,id=ram1,size=512M,share=true,prealloc=false",
@@ -157,11 +171,11 @@ func TestArgsGolden(t *testing.T) {
 		{
 			name: "tdx",
 			cfg:  tdxBase,
-			want: line("-name", "scc-c1",
+			want: teeLine("-name", "scc-c1",
 				"-M", "q35,accel=kvm,kernel-irqchip=split,confidential-guest-support=tdx0,memory-backend=ram1",
 				"-cpu", "host", "-smp", "1", "-m", "512",
 				"-object", "memory-backend-memfd,id=ram1,size=512M,share=true,prealloc=false",
-				"-object", "tdx-guest,id=tdx0,mrconfigid="+mrconfigid,
+				"-object", "tdx-guest,id=tdx0,sept-ve-disable=on,mrconfigid="+mrconfigid,
 				"-bios", testTDVF),
 		},
 		{
@@ -171,11 +185,11 @@ func TestArgsGolden(t *testing.T) {
 				c.TEE.TDX.QuoteGenerationSocket = "vsock:2:4050"
 				return c
 			},
-			want: line("-name", "scc-c1",
+			want: teeLine("-name", "scc-c1",
 				"-M", "q35,accel=kvm,kernel-irqchip=split,confidential-guest-support=tdx0,memory-backend=ram1",
 				"-cpu", "host", "-smp", "1", "-m", "512",
 				"-object", "memory-backend-memfd,id=ram1,size=512M,share=true,prealloc=false",
-				"-object", `{"qom-type":"tdx-guest","id":"tdx0","mrconfigid":"`+mrconfigid+`","quote-generation-socket":{"cid":"2","port":"4050","type":"vsock"}}`,
+				"-object", `{"qom-type":"tdx-guest","id":"tdx0","sept-ve-disable":true,"mrconfigid":"`+mrconfigid+`","quote-generation-socket":{"cid":"2","port":"4050","type":"vsock"}}`,
 				"-bios", testTDVF),
 		},
 		{
@@ -185,11 +199,11 @@ func TestArgsGolden(t *testing.T) {
 				c.TEE.TDX.QuoteGenerationSocket = "unix:/var/run/tdx-qgs/qgs.socket"
 				return c
 			},
-			want: line("-name", "scc-c1",
+			want: teeLine("-name", "scc-c1",
 				"-M", "q35,accel=kvm,kernel-irqchip=split,confidential-guest-support=tdx0,memory-backend=ram1",
 				"-cpu", "host", "-smp", "1", "-m", "512",
 				"-object", "memory-backend-memfd,id=ram1,size=512M,share=true,prealloc=false",
-				"-object", `{"qom-type":"tdx-guest","id":"tdx0","mrconfigid":"`+mrconfigid+`","quote-generation-socket":{"path":"/var/run/tdx-qgs/qgs.socket","type":"unix"}}`,
+				"-object", `{"qom-type":"tdx-guest","id":"tdx0","sept-ve-disable":true,"mrconfigid":"`+mrconfigid+`","quote-generation-socket":{"path":"/var/run/tdx-qgs/qgs.socket","type":"unix"}}`,
 				"-bios", testTDVF),
 		},
 	}
@@ -305,7 +319,10 @@ func teeFiles(t *testing.T, c vmm.Config) vmm.Config {
 		return p
 	}
 	c.StateDir = filepath.Join(dir, "state")
-	c.Kernel, c.Initrd = touch("vmlinux"), touch("initrd")
+	c.Kernel, c.Initrd = filepath.Join(dir, "vmlinuz"), touch("initrd")
+	if err := vmmtest.WriteEFIKernel(c.Kernel, nil); err != nil {
+		t.Fatal(err)
+	}
 	c.TEE.Firmware = touch("firmware.fd")
 	return c
 }

@@ -202,8 +202,12 @@ type CreateContainerRequest struct {
 	Spec []byte `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	// rootfs is where the container's root filesystem is in the guest: a
 	// path below the shared directory, or a mount the agent makes.
-	Rootfs        *Mount       `protobuf:"bytes,3,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
-	Stdio         *StdioConfig `protobuf:"bytes,4,opt,name=stdio,proto3" json:"stdio,omitempty"`
+	Rootfs *Mount       `protobuf:"bytes,3,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
+	Stdio  *StdioConfig `protobuf:"bytes,4,opt,name=stdio,proto3" json:"stdio,omitempty"`
+	// image, when set, makes the guest pull and unpack the container's
+	// root filesystem itself (a confidential container); rootfs is then
+	// unset.
+	Image         *GuestImage `protobuf:"bytes,5,opt,name=image,proto3" json:"image,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -262,6 +266,13 @@ func (x *CreateContainerRequest) GetRootfs() *Mount {
 func (x *CreateContainerRequest) GetStdio() *StdioConfig {
 	if x != nil {
 		return x.Stdio
+	}
+	return nil
+}
+
+func (x *CreateContainerRequest) GetImage() *GuestImage {
+	if x != nil {
+		return x.Image
 	}
 	return nil
 }
@@ -2049,7 +2060,7 @@ var File_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x14agent/v1/agent.proto\x12\fscc.agent.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\r\n" +
+	"\x14agent/v1/agent.proto\x12\fscc.agent.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14agent/v1/image.proto\"\r\n" +
 	"\vPingRequest\"\x83\x01\n" +
 	"\fPingResponse\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12%\n" +
@@ -2059,12 +2070,13 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12\x18\n" +
-	"\aoptions\x18\x04 \x03(\tR\aoptions\"\xad\x01\n" +
+	"\aoptions\x18\x04 \x03(\tR\aoptions\"\xdd\x01\n" +
 	"\x16CreateContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x12\n" +
 	"\x04spec\x18\x02 \x01(\fR\x04spec\x12+\n" +
 	"\x06rootfs\x18\x03 \x01(\v2\x13.scc.agent.v1.MountR\x06rootfs\x12/\n" +
-	"\x05stdio\x18\x04 \x01(\v2\x19.scc.agent.v1.StdioConfigR\x05stdio\"o\n" +
+	"\x05stdio\x18\x04 \x01(\v2\x19.scc.agent.v1.StdioConfigR\x05stdio\x12.\n" +
+	"\x05image\x18\x05 \x01(\v2\x18.scc.agent.v1.GuestImageR\x05image\"o\n" +
 	"\vStdioConfig\x12\x1a\n" +
 	"\bterminal\x18\x01 \x01(\bR\bterminal\x12\x14\n" +
 	"\x05stdin\x18\x02 \x01(\bR\x05stdin\x12\x16\n" +
@@ -2268,78 +2280,80 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*OnlineResourcesRequest)(nil),  // 34: scc.agent.v1.OnlineResourcesRequest
 	(*OnlineResourcesResponse)(nil), // 35: scc.agent.v1.OnlineResourcesResponse
 	nil,                             // 36: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
-	(*timestamppb.Timestamp)(nil),   // 37: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),           // 38: google.protobuf.Empty
+	(*GuestImage)(nil),              // 37: scc.agent.v1.GuestImage
+	(*timestamppb.Timestamp)(nil),   // 38: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),           // 39: google.protobuf.Empty
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: scc.agent.v1.CreateContainerRequest.rootfs:type_name -> scc.agent.v1.Mount
 	4,  // 1: scc.agent.v1.CreateContainerRequest.stdio:type_name -> scc.agent.v1.StdioConfig
-	4,  // 2: scc.agent.v1.ExecProcessRequest.stdio:type_name -> scc.agent.v1.StdioConfig
-	37, // 3: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
-	15, // 4: scc.agent.v1.StatsResponse.memory_events:type_name -> scc.agent.v1.MemoryEvents
-	37, // 5: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
-	25, // 6: scc.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> scc.agent.v1.Interface
-	26, // 7: scc.agent.v1.ConfigureNetworkRequest.routes:type_name -> scc.agent.v1.Route
-	36, // 8: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
-	0,  // 9: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
-	3,  // 10: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
-	5,  // 11: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
-	7,  // 12: scc.agent.v1.Agent.ExecProcess:input_type -> scc.agent.v1.ExecProcessRequest
-	10, // 13: scc.agent.v1.Agent.WaitProcess:input_type -> scc.agent.v1.WaitProcessRequest
-	12, // 14: scc.agent.v1.Agent.SignalProcess:input_type -> scc.agent.v1.SignalProcessRequest
-	8,  // 15: scc.agent.v1.Agent.DeleteProcess:input_type -> scc.agent.v1.ProcessRequest
-	9,  // 16: scc.agent.v1.Agent.DeleteContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 17: scc.agent.v1.Agent.PauseContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 18: scc.agent.v1.Agent.ResumeContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 19: scc.agent.v1.Agent.ListPids:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 20: scc.agent.v1.Agent.StatsContainer:input_type -> scc.agent.v1.ContainerRequest
-	18, // 21: scc.agent.v1.Agent.UpdateContainer:input_type -> scc.agent.v1.UpdateContainerRequest
-	16, // 22: scc.agent.v1.Agent.GetOOMEvent:input_type -> scc.agent.v1.GetOOMEventRequest
-	19, // 23: scc.agent.v1.Agent.WriteStdin:input_type -> scc.agent.v1.WriteStdinRequest
-	8,  // 24: scc.agent.v1.Agent.CloseStdin:input_type -> scc.agent.v1.ProcessRequest
-	21, // 25: scc.agent.v1.Agent.ReadStdout:input_type -> scc.agent.v1.ReadOutputRequest
-	21, // 26: scc.agent.v1.Agent.ReadStderr:input_type -> scc.agent.v1.ReadOutputRequest
-	23, // 27: scc.agent.v1.Agent.ResizePty:input_type -> scc.agent.v1.ResizePtyRequest
-	24, // 28: scc.agent.v1.Agent.Restored:input_type -> scc.agent.v1.RestoredRequest
-	27, // 29: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
-	28, // 30: scc.agent.v1.Agent.ConfigureSandbox:input_type -> scc.agent.v1.ConfigureSandboxRequest
-	29, // 31: scc.agent.v1.Agent.DialPort:input_type -> scc.agent.v1.DialPortRequest
-	31, // 32: scc.agent.v1.Agent.WritePort:input_type -> scc.agent.v1.WritePortRequest
-	32, // 33: scc.agent.v1.Agent.ReadPort:input_type -> scc.agent.v1.ReadPortRequest
-	33, // 34: scc.agent.v1.Agent.ClosePort:input_type -> scc.agent.v1.ClosePortRequest
-	34, // 35: scc.agent.v1.Agent.OnlineResources:input_type -> scc.agent.v1.OnlineResourcesRequest
-	1,  // 36: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
-	38, // 37: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
-	6,  // 38: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
-	6,  // 39: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
-	11, // 40: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
-	38, // 41: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
-	38, // 42: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
-	38, // 43: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
-	38, // 44: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
-	38, // 45: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
-	13, // 46: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
-	14, // 47: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
-	38, // 48: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
-	17, // 49: scc.agent.v1.Agent.GetOOMEvent:output_type -> scc.agent.v1.OOMEvent
-	20, // 50: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
-	38, // 51: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
-	22, // 52: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
-	22, // 53: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
-	38, // 54: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
-	38, // 55: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
-	38, // 56: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
-	38, // 57: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
-	30, // 58: scc.agent.v1.Agent.DialPort:output_type -> scc.agent.v1.DialPortResponse
-	20, // 59: scc.agent.v1.Agent.WritePort:output_type -> scc.agent.v1.WriteStdinResponse
-	22, // 60: scc.agent.v1.Agent.ReadPort:output_type -> scc.agent.v1.ReadOutputResponse
-	38, // 61: scc.agent.v1.Agent.ClosePort:output_type -> google.protobuf.Empty
-	35, // 62: scc.agent.v1.Agent.OnlineResources:output_type -> scc.agent.v1.OnlineResourcesResponse
-	36, // [36:63] is the sub-list for method output_type
-	9,  // [9:36] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	37, // 2: scc.agent.v1.CreateContainerRequest.image:type_name -> scc.agent.v1.GuestImage
+	4,  // 3: scc.agent.v1.ExecProcessRequest.stdio:type_name -> scc.agent.v1.StdioConfig
+	38, // 4: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
+	15, // 5: scc.agent.v1.StatsResponse.memory_events:type_name -> scc.agent.v1.MemoryEvents
+	38, // 6: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
+	25, // 7: scc.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> scc.agent.v1.Interface
+	26, // 8: scc.agent.v1.ConfigureNetworkRequest.routes:type_name -> scc.agent.v1.Route
+	36, // 9: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	0,  // 10: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
+	3,  // 11: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
+	5,  // 12: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
+	7,  // 13: scc.agent.v1.Agent.ExecProcess:input_type -> scc.agent.v1.ExecProcessRequest
+	10, // 14: scc.agent.v1.Agent.WaitProcess:input_type -> scc.agent.v1.WaitProcessRequest
+	12, // 15: scc.agent.v1.Agent.SignalProcess:input_type -> scc.agent.v1.SignalProcessRequest
+	8,  // 16: scc.agent.v1.Agent.DeleteProcess:input_type -> scc.agent.v1.ProcessRequest
+	9,  // 17: scc.agent.v1.Agent.DeleteContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 18: scc.agent.v1.Agent.PauseContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 19: scc.agent.v1.Agent.ResumeContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 20: scc.agent.v1.Agent.ListPids:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 21: scc.agent.v1.Agent.StatsContainer:input_type -> scc.agent.v1.ContainerRequest
+	18, // 22: scc.agent.v1.Agent.UpdateContainer:input_type -> scc.agent.v1.UpdateContainerRequest
+	16, // 23: scc.agent.v1.Agent.GetOOMEvent:input_type -> scc.agent.v1.GetOOMEventRequest
+	19, // 24: scc.agent.v1.Agent.WriteStdin:input_type -> scc.agent.v1.WriteStdinRequest
+	8,  // 25: scc.agent.v1.Agent.CloseStdin:input_type -> scc.agent.v1.ProcessRequest
+	21, // 26: scc.agent.v1.Agent.ReadStdout:input_type -> scc.agent.v1.ReadOutputRequest
+	21, // 27: scc.agent.v1.Agent.ReadStderr:input_type -> scc.agent.v1.ReadOutputRequest
+	23, // 28: scc.agent.v1.Agent.ResizePty:input_type -> scc.agent.v1.ResizePtyRequest
+	24, // 29: scc.agent.v1.Agent.Restored:input_type -> scc.agent.v1.RestoredRequest
+	27, // 30: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
+	28, // 31: scc.agent.v1.Agent.ConfigureSandbox:input_type -> scc.agent.v1.ConfigureSandboxRequest
+	29, // 32: scc.agent.v1.Agent.DialPort:input_type -> scc.agent.v1.DialPortRequest
+	31, // 33: scc.agent.v1.Agent.WritePort:input_type -> scc.agent.v1.WritePortRequest
+	32, // 34: scc.agent.v1.Agent.ReadPort:input_type -> scc.agent.v1.ReadPortRequest
+	33, // 35: scc.agent.v1.Agent.ClosePort:input_type -> scc.agent.v1.ClosePortRequest
+	34, // 36: scc.agent.v1.Agent.OnlineResources:input_type -> scc.agent.v1.OnlineResourcesRequest
+	1,  // 37: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
+	39, // 38: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
+	6,  // 39: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
+	6,  // 40: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
+	11, // 41: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
+	39, // 42: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
+	39, // 43: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
+	39, // 44: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
+	39, // 45: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
+	39, // 46: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
+	13, // 47: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
+	14, // 48: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
+	39, // 49: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
+	17, // 50: scc.agent.v1.Agent.GetOOMEvent:output_type -> scc.agent.v1.OOMEvent
+	20, // 51: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
+	39, // 52: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
+	22, // 53: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
+	22, // 54: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
+	39, // 55: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
+	39, // 56: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
+	39, // 57: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
+	39, // 58: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
+	30, // 59: scc.agent.v1.Agent.DialPort:output_type -> scc.agent.v1.DialPortResponse
+	20, // 60: scc.agent.v1.Agent.WritePort:output_type -> scc.agent.v1.WriteStdinResponse
+	22, // 61: scc.agent.v1.Agent.ReadPort:output_type -> scc.agent.v1.ReadOutputResponse
+	39, // 62: scc.agent.v1.Agent.ClosePort:output_type -> google.protobuf.Empty
+	35, // 63: scc.agent.v1.Agent.OnlineResources:output_type -> scc.agent.v1.OnlineResourcesResponse
+	37, // [37:64] is the sub-list for method output_type
+	10, // [10:37] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -2347,6 +2361,7 @@ func file_agent_v1_agent_proto_init() {
 	if File_agent_v1_agent_proto != nil {
 		return
 	}
+	file_agent_v1_image_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

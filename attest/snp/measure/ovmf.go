@@ -2,9 +2,9 @@ package measure
 
 import (
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
-	"strings"
+
+	"github.com/sccontainers/scc/attest/internal/fwtable"
 )
 
 // fourGiB is where the firmware image ends in guest physical memory: the
@@ -12,27 +12,14 @@ import (
 const fourGiB = 1 << 32
 
 // guid is a GUID in the mixed-endian byte order EFI stores on disk.
-type guid [16]byte
+type guid = fwtable.GUID
 
-// mustGUID converts the canonical text form to the on-disk form: the first
-// three groups are little-endian, the last two are bytes in order.
-func mustGUID(s string) guid {
-	b, err := hex.DecodeString(strings.ReplaceAll(s, "-", ""))
-	if err != nil || len(b) != 16 || strings.Count(s, "-") != 4 {
-		panic("measure: bad GUID literal " + s)
-	}
-	var g guid
-	g[0], g[1], g[2], g[3] = b[3], b[2], b[1], b[0]
-	g[4], g[5] = b[5], b[4]
-	g[6], g[7] = b[7], b[6]
-	copy(g[8:], b[8:])
-	return g
-}
+func mustGUID(s string) guid { return fwtable.MustGUID(s) }
 
 // GUIDs of the OVMF footer table (edk2 OvmfPkg/ResetVector) and of the
 // coconut SVSM image.
 var (
-	guidFooterTable  = mustGUID("96b582de-1fb2-45f7-baea-a366c55a082d")
+	guidFooterTable  = fwtable.FooterGUID
 	guidSEVHashTable = mustGUID("7255371f-3a3b-4b04-927b-1da6efa8d454")
 	guidSEVESReset   = mustGUID("00f771de-1a7e-4fcb-890e-68c77e2fb44e")
 	guidSEVMetadata  = mustGUID("dc886566-984a-4798-a75e-5585a7bf67cc")
@@ -40,12 +27,8 @@ var (
 )
 
 const (
-	// footerReserved is the part of the image after the table: the reset
-	// vector code and padding.
-	footerReserved = 32
-	// tableEntryHeader is the trailer of each table entry: a uint16 length
-	// (covering the whole entry) followed by the GUID.
-	tableEntryHeader = 2 + 16
+	footerReserved   = fwtable.Reserved
+	tableEntryHeader = fwtable.EntryHeader
 
 	metadataHeaderSize = 16 // "ASEV", length, version, item count
 	metadataItemSize   = 12 // gpa, size, type (uint32 each)
@@ -136,35 +119,11 @@ func parseImage(data []byte, endAt uint64) (*OVMF, error) {
 	return fw, nil
 }
 
-// parseFooterTable reads the GUIDed table that ends footerReserved bytes
-// before the end of the image. It is read backwards: the table's own
-// header comes last, and each entry's length and GUID follow its data.
+// parseFooterTable reads the GUIDed table at the end of the image.
 func parseFooterTable(data []byte) (map[guid][]byte, error) {
-	table := map[guid][]byte{}
-	end := len(data) - footerReserved - tableEntryHeader
-	if end < 0 || guid(data[end+2:end+tableEntryHeader]) != guidFooterTable {
-		return table, nil
-	}
-	total := int(binary.LittleEndian.Uint16(data[end:]))
-	if total < tableEntryHeader || total-tableEntryHeader > end {
-		return nil, fmt.Errorf("%w: footer table length %d out of range", ErrMalformedOVMF, total)
-	}
-	rest := data[end-(total-tableEntryHeader) : end]
-	for len(rest) > 0 {
-		if len(rest) < tableEntryHeader {
-			return nil, fmt.Errorf("%w: %d stray bytes in footer table", ErrMalformedOVMF, len(rest))
-		}
-		hdr := rest[len(rest)-tableEntryHeader:]
-		size := int(binary.LittleEndian.Uint16(hdr))
-		if size < tableEntryHeader || size > len(rest) {
-			return nil, fmt.Errorf("%w: footer table entry length %d out of range", ErrMalformedOVMF, size)
-		}
-		g := guid(hdr[2:])
-		if _, dup := table[g]; dup {
-			return nil, fmt.Errorf("%w: duplicate footer table entry %x", ErrMalformedOVMF, g[:])
-		}
-		table[g] = rest[len(rest)-size : len(rest)-tableEntryHeader]
-		rest = rest[:len(rest)-size]
+	table, err := fwtable.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedOVMF, err)
 	}
 	return table, nil
 }

@@ -14,9 +14,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrClosed is returned by Execute once the connection is gone; the error
@@ -189,6 +192,20 @@ func (c *Client) Close() error {
 // an *Error. When ctx ends first Execute returns ctx.Err(); QEMU may still
 // carry the command out.
 func (c *Client) Execute(ctx context.Context, cmd string, args any, result any) error {
+	return c.execute(ctx, cmd, args, result, nil)
+}
+
+// ExecuteWithFile is Execute passing f's descriptor along with the command
+// (SCM_RIGHTS), as getfd and add-fd expect. The connection must be a unix
+// socket.
+func (c *Client) ExecuteWithFile(ctx context.Context, cmd string, args any, f *os.File, result any) error {
+	if f == nil {
+		return fmt.Errorf("qmp %s: no file to pass", cmd)
+	}
+	return c.execute(ctx, cmd, args, result, f)
+}
+
+func (c *Client) execute(ctx context.Context, cmd string, args any, result any, f *os.File) error {
 	ch := make(chan reply, 1)
 
 	c.mu.Lock()
@@ -219,7 +236,7 @@ func (c *Client) Execute(ctx context.Context, cmd string, args any, result any) 
 		forget()
 		return fmt.Errorf("qmp %s: encode arguments: %w", cmd, err)
 	}
-	if err := c.write(ctx, b); err != nil {
+	if err := c.write(ctx, b, f); err != nil {
 		forget()
 		return fmt.Errorf("qmp %s: %w", cmd, err)
 	}
@@ -246,14 +263,27 @@ func (c *Client) Execute(ctx context.Context, cmd string, args any, result any) 
 }
 
 // write sends one message, giving up when ctx ends.
-func (c *Client) write(ctx context.Context, b []byte) error {
+// write sends one message, giving up when ctx ends; f, if set, travels
+// with it as ancillary data.
+func (c *Client) write(ctx context.Context, b []byte, f *os.File) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if dl, ok := ctx.Deadline(); ok {
 		c.conn.SetWriteDeadline(dl)
 		defer c.conn.SetWriteDeadline(time.Time{})
 	}
-	_, err := c.conn.Write(append(b, '\n'))
+	b = append(b, '\n')
+	if f == nil {
+		_, err := c.conn.Write(b)
+		return err
+	}
+	uc, ok := c.conn.(*net.UnixConn)
+	if !ok {
+		return errors.New("passing a file needs a unix socket")
+	}
+	// QEMU takes the descriptor with the first bytes of the message it
+	// arrives with, so the whole command goes in one sendmsg.
+	_, _, err := uc.WriteMsgUnix(b, unix.UnixRights(int(f.Fd())), nil)
 	return err
 }
 

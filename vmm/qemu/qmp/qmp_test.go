@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const greeting = `{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": "Debian 1:7.2+dfsg"}, "capabilities": ["oob"]}}`
@@ -355,5 +358,55 @@ func TestUnreadEventsDoNotBlockReplies(t *testing.T) {
 	}
 	if got := c.Dropped(); got != flood-eventBuffer {
 		t.Errorf("Dropped() = %d, want %d", got, flood-eventBuffer)
+	}
+}
+
+// TestExecuteWithFile passes a descriptor with a command, as getfd needs:
+// the server receives it in the same message as the command.
+func TestExecuteWithFile(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "passed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	path := serve(t, func(q *fakeQEMU) {
+		q.handshake()
+		buf := make([]byte, 4096)
+		oob := make([]byte, unix.CmsgSpace(4))
+		n, oobn, _, _, err := q.conn.(*net.UnixConn).ReadMsgUnix(buf, oob)
+		if err != nil {
+			t.Errorf("read: %v", err)
+			return
+		}
+		var r request
+		if err := json.Unmarshal(buf[:n], &r); err != nil || r.Execute != "getfd" || string(r.Arguments) != `{"fdname":"tap0"}` {
+			t.Errorf("command %q %s (%v), want getfd {\"fdname\":\"tap0\"}", r.Execute, r.Arguments, err)
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(msgs) != 1 {
+			t.Errorf("control messages: %v %v", msgs, err)
+			return
+		}
+		fds, err := unix.ParseUnixRights(&msgs[0])
+		if err != nil || len(fds) != 1 {
+			t.Errorf("rights: %v %v", fds, err)
+			return
+		}
+		got := os.NewFile(uintptr(fds[0]), "received")
+		got.WriteString("through the socket")
+		got.Close()
+		q.reply(r, "{}")
+		q.waitHangup()
+	})
+	c := dial(t, path)
+	if err := c.ExecuteWithFile(testCtx(t), "getfd", map[string]string{"fdname": "tap0"}, f, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(f.Name())
+	if err != nil || string(b) != "through the socket" {
+		t.Errorf("file written through the passed descriptor has %q (%v)", b, err)
+	}
+	if err := c.ExecuteWithFile(testCtx(t), "getfd", nil, nil, nil); err == nil {
+		t.Error("ExecuteWithFile without a file succeeded")
 	}
 }
