@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/sccontainers/scc/vmm"
 )
 
 // ConfigEnv names the environment variable that points the shim at its
@@ -58,9 +60,15 @@ type VMConfig struct {
 	Initrd    string   `toml:"initrd"` // overrides the guest image's initrd
 	ExtraArgs []string `toml:"kernel_params"`
 	// TPM gives each VM a vTPM of its own (an swtpm process, stopped and
-	// removed with the VM). VMs with a vTPM boot: a template would give
-	// its clones one TPM identity.
+	// removed with the VM) that only the guest's trusted monitor reaches.
+	// A VM restored from a template gets a new one too: no two VMs share
+	// a TPM identity.
 	TPM bool `toml:"tpm"`
+	// VMGenID gives each VM a VM generation ID that is new at every start
+	// and restore; the guest kernel reseeds its random number generator
+	// when it changes. It needs firmware that supports it: SeaBIOS (the
+	// default) or OVMF, not qboot.
+	VMGenID bool `toml:"vmgenid"`
 	// BootTimeout bounds the time from QEMU's start to the agent's answer.
 	BootTimeout duration `toml:"boot_timeout"`
 	// LogDir receives the guest console log of a VM that failed (did not
@@ -93,7 +101,8 @@ func DefaultConfig() Config {
 		},
 		VM: VMConfig{
 			QEMU:        "qemu-system-x86_64",
-			Firmware:    "/usr/share/qemu/qboot.rom",
+			Firmware:    vmm.SeaBIOSFirmware,
+			VMGenID:     true,
 			Accel:       "auto",
 			VCPUs:       1,
 			MemoryMiB:   512,
@@ -143,6 +152,8 @@ func (c Config) validate() error {
 		return errors.New("vm.boot_timeout must be positive")
 	case c.Snapshot.Enabled && c.Snapshot.Dir == "":
 		return errors.New("snapshot.dir must be set when snapshot.enabled")
+	case c.VM.VMGenID && vmm.IsQboot(c.VM.Firmware):
+		return fmt.Errorf("vm.vmgenid needs firmware that supports a VM generation ID, and %s is qboot: set vm.firmware = %q or vm.vmgenid = false", c.VM.Firmware, vmm.SeaBIOSFirmware)
 	}
 	switch c.VM.Accel {
 	case "auto", "kvm", "tcg":

@@ -16,7 +16,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	agent "github.com/sccontainers/scc/api/agent/v1"
-	"github.com/sccontainers/scc/attest/vtpm/swtpm"
 	"github.com/sccontainers/scc/vmm"
 	"github.com/sccontainers/scc/vmm/image"
 )
@@ -30,7 +29,7 @@ type sandbox struct {
 	logDir    string // where the console log of a failed VM is kept
 
 	vm     vmm.VM
-	tpm    *swtpm.Swtpm // the VM's vTPM, if any
+	tpm    *vTPM // the VM's vTPM, if any
 	client *ttrpc.Client
 	agent  agent.AgentService
 }
@@ -122,17 +121,15 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 		}
 	}
 	if cfg.VM.TPM {
-		sb.tpm, err = swtpm.StartSwtpm(ctx, filepath.Join(dir, "tpm"))
-		if err != nil {
-			return nil, fmt.Errorf("start vTPM: %w", err)
+		if sb.tpm, err = startVTPM(ctx, dir); err != nil {
+			return nil, err
 		}
-		vc.TPM = &vmm.TPM{Socket: sb.tpm.CtrlPath}
-		img.snapshottable = false
+		vc.TPM = sb.tpm.device()
 	}
 	start := time.Now()
 	restored := false
 	if tmpl, ok := lookupTemplate(ctx, cfg, img, vc); ok {
-		if err := sb.restore(ctx, cfg, vc, tmpl.StatePath()); err == nil {
+		if err := sb.restore(ctx, cfg, vc, tmpl); err == nil {
 			restored = true
 		} else {
 			// A template that no longer restores (a changed host) must
@@ -167,12 +164,16 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 // function, so that a template's devices match the sandboxes restored
 // from it.
 func vmConfig(cfg Config, img guestFiles, id, dir, sharedDir string) vmm.Config {
+	params := append([]string{img.cmdline}, cfg.VM.ExtraArgs...)
+	if cfg.VM.TPM {
+		params = append(params, tpmParam)
+	}
 	return vmm.Config{
 		ID:          id,
 		StateDir:    dir,
 		Kernel:      img.kernel,
 		Initrd:      img.initrd,
-		Cmdline:     strings.TrimSpace(img.cmdline + " " + strings.Join(cfg.VM.ExtraArgs, " ")),
+		Cmdline:     strings.TrimSpace(strings.Join(params, " ")),
 		Firmware:    cfg.VM.Firmware,
 		VCPUs:       cfg.VM.VCPUs,
 		MemoryMiB:   cfg.VM.MemoryMiB,
@@ -183,6 +184,7 @@ func vmConfig(cfg Config, img guestFiles, id, dir, sharedDir string) vmm.Config 
 		// One port for the pod network's interface of a VM restored from
 		// a template; every VM has it so that all share one layout.
 		HotplugPorts: 1,
+		VMGenID:      cfg.VM.VMGenID,
 	}
 }
 

@@ -9,6 +9,7 @@ package agent
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"fmt"
 	"path"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	_ "github.com/opencontainers/cgroups/devices"
 
 	agentapi "github.com/sccontainers/scc/api/agent/v1"
+	monitorapi "github.com/sccontainers/scc/api/monitor/v1"
 )
 
 // Version is the agent version reported by Ping when Options.Version is
@@ -72,6 +74,10 @@ type Options struct {
 	// cannot snapshot a VM whose guest has a virtio-9p share mounted, and
 	// a VM is snapshotted after boot, before any container.
 	MountShared func(ctx context.Context) error
+	// Monitor is the guest's trusted monitor, which alone reaches the
+	// TPM: it gives evidence, binds init data and records restores. Nil
+	// when there is none (tests).
+	Monitor monitorapi.MonitorService
 }
 
 // Service implements agentapi.AgentService.
@@ -80,6 +86,9 @@ type Service struct {
 
 	sharedMu sync.Mutex
 	shared   bool // the shared directory is mounted, guarded by sharedMu
+
+	keyMu    sync.Mutex
+	identity *ecdsa.PrivateKey // the agent's key, made on first use; guarded by keyMu
 
 	mu         sync.Mutex
 	containers map[string]*container // by id, guarded by mu

@@ -88,12 +88,22 @@ func args(cfg vmm.Config, incoming string) ([]string, error) {
 		"-chardev", "socket,id=agent,path="+cfg.AgentAddr()+",server=on,wait=off",
 		"-device", "virtserialport,bus=vser0.0,chardev=agent,id=agentport,name="+cfg.AgentPort,
 	)
-	if cfg.TPM != nil {
+	switch {
+	case cfg.TPM != nil && cfg.TPM.Port != "":
+		a = append(a,
+			"-chardev", "socket,id=chrtpm,path="+cfg.TPM.Socket,
+			"-device", "virtserialport,bus=vser0.0,chardev=chrtpm,id=tpmport,name="+cfg.TPM.Port,
+		)
+	case cfg.TPM != nil:
 		a = append(a,
 			"-chardev", "socket,id=chrtpm,path="+cfg.TPM.Socket,
 			"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
 			"-device", "tpm-crb,tpmdev=tpm0",
 		)
+	}
+	if cfg.VMGenID {
+		// A new value at every QEMU start, restores included.
+		a = append(a, "-device", "vmgenid,guid=auto")
 	}
 	// Tap files are passed as extra files: the first is fd 3.
 	if cfg.HotplugPorts > 0 {

@@ -1241,7 +1241,12 @@ type RestoredRequest struct {
 	// entropy is fresh random bytes from the host (at least 32).
 	Entropy []byte `protobuf:"bytes,1,opt,name=entropy,proto3" json:"entropy,omitempty"`
 	// time is the host's wall clock.
-	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// snapshot_digest is the SHA-256 of the snapshot's saved state.
+	SnapshotDigest []byte `protobuf:"bytes,3,opt,name=snapshot_digest,json=snapshotDigest,proto3" json:"snapshot_digest,omitempty"`
+	// nonce is the host's random value for this restore (32 bytes),
+	// recorded with the snapshot digest in the TPM.
+	Nonce         []byte `protobuf:"bytes,4,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1290,6 +1295,181 @@ func (x *RestoredRequest) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RestoredRequest) GetSnapshotDigest() []byte {
+	if x != nil {
+		return x.SnapshotDigest
+	}
+	return nil
+}
+
+func (x *RestoredRequest) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+type GetEvidenceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// nonce is the verifier's challenge (at most 1024 bytes).
+	Nonce         string `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEvidenceRequest) Reset() {
+	*x = GetEvidenceRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEvidenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEvidenceRequest) ProtoMessage() {}
+
+func (x *GetEvidenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEvidenceRequest.ProtoReflect.Descriptor instead.
+func (*GetEvidenceRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetEvidenceRequest) GetNonce() string {
+	if x != nil {
+		return x.Nonce
+	}
+	return ""
+}
+
+type GetEvidenceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// tee names the evidence's type: "snp", "tdx", "vtpm" or "sim".
+	Tee string `protobuf:"bytes,1,opt,name=tee,proto3" json:"tee,omitempty"`
+	// evidence is the TEE's evidence JSON, as a key broker receives it.
+	Evidence []byte `protobuf:"bytes,2,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	// public_key is the agent's public key, DER SubjectPublicKeyInfo.
+	PublicKey []byte `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// tpm_ek_public is the TPMT_PUBLIC of the vTPM's endorsement key.
+	TpmEkPublic   []byte `protobuf:"bytes,4,opt,name=tpm_ek_public,json=tpmEkPublic,proto3" json:"tpm_ek_public,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEvidenceResponse) Reset() {
+	*x = GetEvidenceResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEvidenceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEvidenceResponse) ProtoMessage() {}
+
+func (x *GetEvidenceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEvidenceResponse.ProtoReflect.Descriptor instead.
+func (*GetEvidenceResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetEvidenceResponse) GetTee() string {
+	if x != nil {
+		return x.Tee
+	}
+	return ""
+}
+
+func (x *GetEvidenceResponse) GetEvidence() []byte {
+	if x != nil {
+		return x.Evidence
+	}
+	return nil
+}
+
+func (x *GetEvidenceResponse) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *GetEvidenceResponse) GetTpmEkPublic() []byte {
+	if x != nil {
+		return x.TpmEkPublic
+	}
+	return nil
+}
+
+type SetInitDataRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	InitData      []byte                 `protobuf:"bytes,1,opt,name=init_data,json=initData,proto3" json:"init_data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetInitDataRequest) Reset() {
+	*x = SetInitDataRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetInitDataRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetInitDataRequest) ProtoMessage() {}
+
+func (x *SetInitDataRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetInitDataRequest.ProtoReflect.Descriptor instead.
+func (*SetInitDataRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SetInitDataRequest) GetInitData() []byte {
+	if x != nil {
+		return x.InitData
+	}
+	return nil
+}
+
 type Interface struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// mac is the address of the guest's virtio-net interface.
@@ -1304,7 +1484,7 @@ type Interface struct {
 
 func (x *Interface) Reset() {
 	*x = Interface{}
-	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +1496,7 @@ func (x *Interface) String() string {
 func (*Interface) ProtoMessage() {}
 
 func (x *Interface) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +1509,7 @@ func (x *Interface) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interface.ProtoReflect.Descriptor instead.
 func (*Interface) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Interface) GetMac() string {
@@ -1373,7 +1553,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1565,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1578,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Route) GetDestination() string {
@@ -1432,7 +1612,7 @@ type ConfigureNetworkRequest struct {
 
 func (x *ConfigureNetworkRequest) Reset() {
 	*x = ConfigureNetworkRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1624,7 @@ func (x *ConfigureNetworkRequest) String() string {
 func (*ConfigureNetworkRequest) ProtoMessage() {}
 
 func (x *ConfigureNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1637,7 @@ func (x *ConfigureNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureNetworkRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ConfigureNetworkRequest) GetInterfaces() []*Interface {
@@ -1486,7 +1666,7 @@ type ConfigureSandboxRequest struct {
 
 func (x *ConfigureSandboxRequest) Reset() {
 	*x = ConfigureSandboxRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1678,7 @@ func (x *ConfigureSandboxRequest) String() string {
 func (*ConfigureSandboxRequest) ProtoMessage() {}
 
 func (x *ConfigureSandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1691,7 @@ func (x *ConfigureSandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureSandboxRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureSandboxRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ConfigureSandboxRequest) GetHostname() string {
@@ -1611,10 +1791,22 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x14\n" +
 	"\x05width\x18\x03 \x01(\rR\x05width\x12\x16\n" +
-	"\x06height\x18\x04 \x01(\rR\x06height\"[\n" +
+	"\x06height\x18\x04 \x01(\rR\x06height\"\x9a\x01\n" +
 	"\x0fRestoredRequest\x12\x18\n" +
 	"\aentropy\x18\x01 \x01(\fR\aentropy\x12.\n" +
-	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"a\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12'\n" +
+	"\x0fsnapshot_digest\x18\x03 \x01(\fR\x0esnapshotDigest\x12\x14\n" +
+	"\x05nonce\x18\x04 \x01(\fR\x05nonce\"*\n" +
+	"\x12GetEvidenceRequest\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\tR\x05nonce\"\x86\x01\n" +
+	"\x13GetEvidenceResponse\x12\x10\n" +
+	"\x03tee\x18\x01 \x01(\tR\x03tee\x12\x1a\n" +
+	"\bevidence\x18\x02 \x01(\fR\bevidence\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x03 \x01(\fR\tpublicKey\x12\"\n" +
+	"\rtpm_ek_public\x18\x04 \x01(\fR\vtpmEkPublic\"1\n" +
+	"\x12SetInitDataRequest\x12\x1b\n" +
+	"\tinit_data\x18\x01 \x01(\fR\binitData\"a\n" +
 	"\tInterface\x12\x10\n" +
 	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -1634,7 +1826,7 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\asysctls\x18\x02 \x03(\v22.scc.agent.v1.ConfigureSandboxRequest.SysctlsEntryR\asysctls\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xd2\f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xef\r\n" +
 	"\x05Agent\x12=\n" +
 	"\x04Ping\x12\x19.scc.agent.v1.PingRequest\x1a\x1a.scc.agent.v1.PingResponse\x12O\n" +
 	"\x0fCreateContainer\x12$.scc.agent.v1.CreateContainerRequest\x1a\x16.google.protobuf.Empty\x12R\n" +
@@ -1658,7 +1850,9 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"ReadStderr\x12\x1f.scc.agent.v1.ReadOutputRequest\x1a .scc.agent.v1.ReadOutputResponse\x12C\n" +
 	"\tResizePty\x12\x1e.scc.agent.v1.ResizePtyRequest\x1a\x16.google.protobuf.Empty\x12A\n" +
-	"\bRestored\x12\x1d.scc.agent.v1.RestoredRequest\x1a\x16.google.protobuf.Empty\x12Q\n" +
+	"\bRestored\x12\x1d.scc.agent.v1.RestoredRequest\x1a\x16.google.protobuf.Empty\x12R\n" +
+	"\vGetEvidence\x12 .scc.agent.v1.GetEvidenceRequest\x1a!.scc.agent.v1.GetEvidenceResponse\x12G\n" +
+	"\vSetInitData\x12 .scc.agent.v1.SetInitDataRequest\x1a\x16.google.protobuf.Empty\x12Q\n" +
 	"\x10ConfigureNetwork\x12%.scc.agent.v1.ConfigureNetworkRequest\x1a\x16.google.protobuf.Empty\x12Q\n" +
 	"\x10ConfigureSandbox\x12%.scc.agent.v1.ConfigureSandboxRequest\x1a\x16.google.protobuf.EmptyB0Z.github.com/sccontainers/scc/api/agent/v1;agentb\x06proto3"
 
@@ -1674,7 +1868,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(*PingRequest)(nil),             // 0: scc.agent.v1.PingRequest
 	(*PingResponse)(nil),            // 1: scc.agent.v1.PingResponse
@@ -1698,23 +1892,26 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*ReadOutputResponse)(nil),      // 19: scc.agent.v1.ReadOutputResponse
 	(*ResizePtyRequest)(nil),        // 20: scc.agent.v1.ResizePtyRequest
 	(*RestoredRequest)(nil),         // 21: scc.agent.v1.RestoredRequest
-	(*Interface)(nil),               // 22: scc.agent.v1.Interface
-	(*Route)(nil),                   // 23: scc.agent.v1.Route
-	(*ConfigureNetworkRequest)(nil), // 24: scc.agent.v1.ConfigureNetworkRequest
-	(*ConfigureSandboxRequest)(nil), // 25: scc.agent.v1.ConfigureSandboxRequest
-	nil,                             // 26: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
-	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),           // 28: google.protobuf.Empty
+	(*GetEvidenceRequest)(nil),      // 22: scc.agent.v1.GetEvidenceRequest
+	(*GetEvidenceResponse)(nil),     // 23: scc.agent.v1.GetEvidenceResponse
+	(*SetInitDataRequest)(nil),      // 24: scc.agent.v1.SetInitDataRequest
+	(*Interface)(nil),               // 25: scc.agent.v1.Interface
+	(*Route)(nil),                   // 26: scc.agent.v1.Route
+	(*ConfigureNetworkRequest)(nil), // 27: scc.agent.v1.ConfigureNetworkRequest
+	(*ConfigureSandboxRequest)(nil), // 28: scc.agent.v1.ConfigureSandboxRequest
+	nil,                             // 29: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),           // 31: google.protobuf.Empty
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: scc.agent.v1.CreateContainerRequest.rootfs:type_name -> scc.agent.v1.Mount
 	4,  // 1: scc.agent.v1.CreateContainerRequest.stdio:type_name -> scc.agent.v1.StdioConfig
 	4,  // 2: scc.agent.v1.ExecProcessRequest.stdio:type_name -> scc.agent.v1.StdioConfig
-	27, // 3: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
-	27, // 4: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
-	22, // 5: scc.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> scc.agent.v1.Interface
-	23, // 6: scc.agent.v1.ConfigureNetworkRequest.routes:type_name -> scc.agent.v1.Route
-	26, // 7: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	30, // 3: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
+	30, // 4: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
+	25, // 5: scc.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> scc.agent.v1.Interface
+	26, // 6: scc.agent.v1.ConfigureNetworkRequest.routes:type_name -> scc.agent.v1.Route
+	29, // 7: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
 	0,  // 8: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
 	3,  // 9: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
 	5,  // 10: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
@@ -1734,31 +1931,35 @@ var file_agent_v1_agent_proto_depIdxs = []int32{
 	18, // 24: scc.agent.v1.Agent.ReadStderr:input_type -> scc.agent.v1.ReadOutputRequest
 	20, // 25: scc.agent.v1.Agent.ResizePty:input_type -> scc.agent.v1.ResizePtyRequest
 	21, // 26: scc.agent.v1.Agent.Restored:input_type -> scc.agent.v1.RestoredRequest
-	24, // 27: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
-	25, // 28: scc.agent.v1.Agent.ConfigureSandbox:input_type -> scc.agent.v1.ConfigureSandboxRequest
-	1,  // 29: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
-	28, // 30: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
-	6,  // 31: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
-	6,  // 32: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
-	11, // 33: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
-	28, // 34: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
-	28, // 35: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
-	28, // 36: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
-	28, // 37: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
-	28, // 38: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
-	13, // 39: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
-	14, // 40: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
-	28, // 41: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
-	17, // 42: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
-	28, // 43: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
-	19, // 44: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
-	19, // 45: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
-	28, // 46: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
-	28, // 47: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
-	28, // 48: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
-	28, // 49: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
-	29, // [29:50] is the sub-list for method output_type
-	8,  // [8:29] is the sub-list for method input_type
+	22, // 27: scc.agent.v1.Agent.GetEvidence:input_type -> scc.agent.v1.GetEvidenceRequest
+	24, // 28: scc.agent.v1.Agent.SetInitData:input_type -> scc.agent.v1.SetInitDataRequest
+	27, // 29: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
+	28, // 30: scc.agent.v1.Agent.ConfigureSandbox:input_type -> scc.agent.v1.ConfigureSandboxRequest
+	1,  // 31: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
+	31, // 32: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
+	6,  // 33: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
+	6,  // 34: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
+	11, // 35: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
+	31, // 36: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
+	31, // 37: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
+	31, // 38: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
+	31, // 39: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
+	31, // 40: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
+	13, // 41: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
+	14, // 42: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
+	31, // 43: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
+	17, // 44: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
+	31, // 45: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
+	19, // 46: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
+	19, // 47: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
+	31, // 48: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
+	31, // 49: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
+	23, // 50: scc.agent.v1.Agent.GetEvidence:output_type -> scc.agent.v1.GetEvidenceResponse
+	31, // 51: scc.agent.v1.Agent.SetInitData:output_type -> google.protobuf.Empty
+	31, // 52: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
+	31, // 53: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
+	31, // [31:54] is the sub-list for method output_type
+	8,  // [8:31] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
 	8,  // [8:8] is the sub-list for extension extendee
 	0,  // [0:8] is the sub-list for field type_name
@@ -1775,7 +1976,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
