@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	monitorapi "github.com/sccontainers/scc/api/monitor/v1"
@@ -45,6 +46,9 @@ func Main() {
 }
 
 func run(ctx context.Context) error {
+	// The sealed executable the monitor started the agent from: running
+	// it holds it, no container may inherit it.
+	unix.Close(monitor.AgentExeFD)
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	initsys.ConfigureLogging(string(cmdline))
 	if err := confine(string(cmdline)); err != nil {

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	devices "github.com/opencontainers/cgroups/devices/config"
+	"github.com/opencontainers/runc/libcontainer/exeseal"
 	"golang.org/x/sys/unix"
 
 	"github.com/sccontainers/scc/guest-agent/initsys"
@@ -29,8 +30,13 @@ const (
 // rather than the monitor.
 const AgentArg = "agent"
 
-// AgentConnFD is the agent's end of its connection to the monitor.
-const AgentConnFD = 3
+// Descriptors the agent starts with besides stdio: its end of its
+// connection to the monitor, and the sealed copy of the executable it
+// runs from, which it closes.
+const (
+	AgentConnFD = 3
+	AgentExeFD  = 4
+)
 
 // droppedCaps are taken out of the agent's capability bounding set, and
 // so out of every container's: with them a root process could replace
@@ -100,7 +106,18 @@ func startAgent(ctx context.Context, deny []*devices.Rule) (*os.Process, *os.Fil
 // children a thread forks: spawnAgent drops droppedCaps on a thread of
 // its own, forks the agent from it, and lets Go retire the thread (a
 // goroutine that ends locked to its thread takes the thread with it).
+//
+// The agent runs from a sealed in-memory copy of the executable:
+// libcontainer starts every container's init from /proc/self/exe, and
+// copies the binary for each one (so that a container cannot overwrite
+// it) unless the running executable already is such a copy. One copy
+// here saves one per container.
 func spawnAgent(conn *os.File) (*os.Process, error) {
+	exe, err := sealedSelf()
+	if err != nil {
+		return nil, fmt.Errorf("spawn agent: %w", err)
+	}
+	defer exe.Close()
 	type result struct {
 		p   *os.Process
 		err error
@@ -114,9 +131,9 @@ func spawnAgent(conn *os.File) (*os.Process, error) {
 				return
 			}
 		}
-		p, err := os.StartProcess("/proc/self/exe", []string{"scc-agent", AgentArg}, &os.ProcAttr{
+		p, err := os.StartProcess(fmt.Sprintf("/proc/self/fd/%d", AgentExeFD), []string{"scc-agent", AgentArg}, &os.ProcAttr{
 			Env:   os.Environ(),
-			Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, conn},
+			Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, conn, exe},
 			Sys: &syscall.SysProcAttr{
 				// No Pdeathsig: it fires when the forking thread ends,
 				// which this one does at once.
@@ -130,6 +147,24 @@ func spawnAgent(conn *os.File) (*os.Process, error) {
 		return nil, fmt.Errorf("spawn agent: %w", r.err)
 	}
 	return r.p, nil
+}
+
+// sealedSelf returns a sealed in-memory copy of the running executable.
+func sealedSelf() (*os.File, error) {
+	f, err := os.Open(selfExe)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := exeseal.CloneBinary(f, fi.Size(), "scc-agent", os.TempDir())
+	if err != nil {
+		return nil, fmt.Errorf("seal executable: %w", err)
+	}
+	return sealed, nil
 }
 
 // joinCgroup moves process pid into the cgroup at rel below the root

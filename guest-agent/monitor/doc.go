@@ -31,9 +31,10 @@
 //
 // EventInitramfs holds a SHA-256 over the regular files and symbolic
 // links of the root filesystem as the monitor finds it at boot (the
-// initramfs, moved onto a tmpfs), not descending into other mounts. In
-// lexical order of their paths (relative to "/", without a leading
-// slash), each entry contributes
+// initramfs, moved onto a tmpfs), not descending into other mounts, and
+// without /init, the executable, which EventAgent measures. In lexical
+// order of their paths (relative to "/", without a leading slash), each
+// entry contributes
 //
 //	kind ('f' or 'l') | ' ' | permission bits, octal | ' ' | path | NUL | SHA-256 of the content or link target
 //

@@ -13,8 +13,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"syscall"
+	"time"
 
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
@@ -30,10 +30,11 @@ const (
 )
 
 // measureBoot records what booted, in order: the kernel, its command
-// line, the initramfs and the executable that is the monitor and the
-// agent. The guest measures what it can see of itself; firmware measures
-// the rest (docs/monitor.md).
-func measureBoot(ctx context.Context, m *meter, root string) error {
+// line, the initramfs at root (but the executable, exe) and the
+// executable that is the monitor and the agent. The guest measures what it
+// can see of itself; firmware measures the rest (docs/monitor.md).
+func measureBoot(ctx context.Context, m *meter, root, exe string) error {
+	start := time.Now()
 	kernel, err := kernelIdentity()
 	if err != nil {
 		return err
@@ -42,11 +43,11 @@ func measureBoot(ctx context.Context, m *meter, root string) error {
 	if err != nil {
 		return fmt.Errorf("measure command line: %w", err)
 	}
-	tree, err := treeDigest(root)
+	tree, err := treeDigest(root, exe)
 	if err != nil {
 		return fmt.Errorf("measure initramfs: %w", err)
 	}
-	exe, err := fileDigest(selfExe)
+	agent, err := fileDigest(selfExe)
 	if err != nil {
 		return fmt.Errorf("measure agent: %w", err)
 	}
@@ -57,14 +58,14 @@ func measureBoot(ctx context.Context, m *meter, root string) error {
 		{vtpm.EventKernel, []byte(kernel)},
 		{vtpm.EventCmdline, bytes.TrimSpace(cmdline)},
 		{vtpm.EventInitramfs, tree[:]},
-		{vtpm.EventAgent, exe[:]},
+		{vtpm.EventAgent, agent[:]},
 	} {
 		if err := m.measure(vtpm.PCRBoot, ev.typ, ev.data); err != nil {
 			return err
 		}
 	}
 	log.G(ctx).WithField("kernel", kernel).WithField("initramfs", hex.EncodeToString(tree[:])).
-		WithField("agent", hex.EncodeToString(exe[:])).Info("boot measured")
+		WithField("agent", hex.EncodeToString(agent[:])).WithField("duration", time.Since(start)).Info("boot measured")
 	return nil
 }
 
@@ -113,8 +114,9 @@ func buildID(notes []byte) ([]byte, error) {
 func align4(n uint32) uint64 { return (uint64(n) + 3) &^ 3 }
 
 // treeDigest computes the initramfs tree digest of the filesystem at
-// root, as the package documentation defines it.
-func treeDigest(root string) ([32]byte, error) {
+// root, without the file exclude, as the package documentation defines
+// it.
+func treeDigest(root, exclude string) ([32]byte, error) {
 	var rootDev uint64
 	fi, err := os.Lstat(root)
 	if err != nil {
@@ -140,6 +142,9 @@ func treeDigest(root string) ([32]byte, error) {
 			if d.IsDir() {
 				return filepath.SkipDir // another mount
 			}
+			return nil
+		}
+		if p == exclude {
 			return nil
 		}
 		rel, err := filepath.Rel(root, p)
@@ -175,7 +180,7 @@ func treeDigest(root string) ([32]byte, error) {
 		h.Write([]byte{e.kind, ' '})
 		h.Write([]byte(strconv.FormatUint(uint64(e.perm), 8)))
 		h.Write([]byte{' '})
-		h.Write([]byte(strings.TrimPrefix(e.path, "/")))
+		h.Write([]byte(e.path))
 		h.Write([]byte{0})
 		h.Write(e.digest[:])
 	}

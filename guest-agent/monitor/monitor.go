@@ -13,6 +13,10 @@ import (
 	"github.com/sccontainers/scc/guest-agent/initsys"
 )
 
+// initPath is the executable the kernel starts as PID 1: the monitor and,
+// run again, the agent.
+const initPath = "/init"
+
 // Main runs the monitor as the guest's PID 1 and does not return. When
 // the agent ends, or cannot be started, it powers the guest off, so the
 // host sees the VM end rather than a kernel panic.
@@ -32,10 +36,9 @@ func Main() {
 }
 
 func run(ctx context.Context) error {
-	if !initsys.Switched() {
-		// Returns only on failure; the guest then runs on the initramfs
-		// and containers are confined with chroot.
-		err := initsys.SwitchRoot()
+	if err := initsys.SwitchRoot(initPath); err != nil {
+		// The guest runs on the initramfs, and containers are confined
+		// with chroot.
 		fmt.Fprintf(os.Stderr, "scc-monitor: %v; containers fall back to chroot\n", err)
 	}
 	if err := initsys.Setup(ctx); err != nil {
@@ -47,7 +50,7 @@ func run(ctx context.Context) error {
 	setUp(ctx, cmdline)
 
 	m := &meter{}
-	if err := measureBoot(ctx, m, "/"); err != nil {
+	if err := measureBoot(ctx, m, "/", initPath); err != nil {
 		return err
 	}
 	tpm, err := openTPM(ctx, cmdline)

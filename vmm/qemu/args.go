@@ -8,6 +8,9 @@ import (
 	"github.com/sccontainers/scc/vmm"
 )
 
+// agentPortID is the QEMU device id of the agent's virtio-serial port.
+const agentPortID = "agentport"
+
 // Names of the QEMU-specific files in vmm.Config.StateDir.
 const (
 	QMPSocketName = "qmp.sock"
@@ -86,7 +89,7 @@ func args(cfg vmm.Config, incoming string) ([]string, error) {
 		"-pidfile", filepath.Join(dir, PidFileName),
 		"-device", "virtio-serial-pci,id=vser0",
 		"-chardev", "socket,id=agent,path="+cfg.AgentAddr()+",server=on,wait=off",
-		"-device", "virtserialport,bus=vser0.0,chardev=agent,id=agentport,name="+cfg.AgentPort,
+		"-device", "virtserialport,bus=vser0.0,chardev=agent,id="+agentPortID+",name="+cfg.AgentPort,
 	)
 	switch {
 	case cfg.TPM != nil && cfg.TPM.Port != "":
