@@ -22,6 +22,11 @@ const (
 	DefaultBootTimeout = 30 * time.Second
 )
 
+// SeaBIOSFirmware is Debian's SeaBIOS, which boots a directly loaded
+// kernel about as fast as qboot and, unlike it, supports a VM generation
+// ID.
+const SeaBIOSFirmware = "/usr/share/seabios/bios-256k.bin"
+
 // Names of the files every driver creates in Config.StateDir.
 const (
 	AgentSocketName = "agent.sock"
