@@ -12,10 +12,7 @@ import (
 
 // Defaults applied by Config.WithDefaults.
 const (
-	DefaultFirmware = "/usr/share/qemu/qboot.rom"
-	// SeaBIOSFirmware is Debian's SeaBIOS, which boots a directly loaded
-	// kernel about as fast as qboot and supports a VM generation ID.
-	SeaBIOSFirmware    = "/usr/share/seabios/bios-256k.bin"
+	DefaultFirmware    = "/usr/share/qemu/qboot.rom"
 	DefaultVCPUs       = 1
 	DefaultMemoryMiB   = 512
 	DefaultAgentPort   = "io.scc.agent"
