@@ -145,7 +145,7 @@ func applyAnnotations(cfg *Config, policy AnnotationPolicy, annotations map[stri
 	}
 	names := make([]string, 0, len(annotations))
 	for k := range annotations {
-		if strings.HasPrefix(k, annotationPrefix) && !slices.Contains(sandboxIDAnnotations, k) {
+		if strings.HasPrefix(k, annotationPrefix) && !slices.Contains(sandboxIDAnnotations, k) && k != AnnotationInitData {
 			names = append(names, k)
 		}
 	}

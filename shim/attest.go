@@ -57,8 +57,8 @@ func AttestVM(ctx context.Context, cfg Config, nonce string, initData []byte) (_
 		}
 	}()
 	if len(initData) > 0 {
-		if _, err := sb.agent.SetInitData(ctx, &agent.SetInitDataRequest{InitData: initData}); err != nil {
-			return nil, fmt.Errorf("bind init data: %w", fromAgent(err))
+		if err := sb.bindInitData(ctx, initData); err != nil {
+			return nil, err
 		}
 	}
 	resp, err := sb.agent.GetEvidence(ctx, &agent.GetEvidenceRequest{Nonce: nonce})

@@ -57,6 +57,10 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec
 	if err := applyAnnotations(&cfg, AnnotationPolicy{Enable: cfg.EnableAnnotations}, spec.Annotations); err != nil {
 		return nil, err
 	}
+	pod, err := initData(spec.Annotations)
+	if err != nil {
+		return nil, err
+	}
 	var pn *podNetwork
 	if isPodSandbox(spec) {
 		vcpus, mem := podResources(spec)
@@ -73,6 +77,12 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec
 	sb, err = startSandbox(ctx, cfg, configPath, id, pn)
 	if err != nil {
 		return nil, err
+	}
+	if pod != nil {
+		if err := sb.bindInitData(ctx, pod); err != nil {
+			sb.stop(context.WithoutCancel(ctx))
+			return nil, err
+		}
 	}
 	s.mu.Lock()
 	s.sandbox = sb
