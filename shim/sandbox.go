@@ -130,11 +130,8 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 			img.snapshottable = false
 		}
 	}
-	if cfg.VM.TPM {
-		if sb.tpm, err = startVTPM(ctx, dir); err != nil {
-			return nil, err
-		}
-		vc.TPM = sb.tpm.device()
+	if err := sb.startVTPM(ctx, cfg, &vc); err != nil {
+		return nil, err
 	}
 	start := time.Now()
 	restored := false
@@ -151,6 +148,11 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 				removeTemplate(cfg, tmpl.Key)
 			}
 			sb.stopVM(ctx)
+			// The failed restore may have used the vTPM: the VM that
+			// boots gets a new one.
+			if err := sb.startVTPM(ctx, cfg, &vc); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if !restored {
@@ -168,6 +170,19 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 	}
 	log.G(ctx).WithField(logVM, vc.ID).WithField("restored", restored).WithField("start", time.Since(start)).Debug("VM ready")
 	return sb, nil
+}
+
+// startVTPM gives the VM a new vTPM, if the configuration asks for one.
+func (sb *sandbox) startVTPM(ctx context.Context, cfg Config, vc *vmm.Config) error {
+	if !cfg.VM.TPM {
+		return nil
+	}
+	tpm, err := startVTPM(ctx, sb.dir)
+	if err != nil {
+		return err
+	}
+	sb.tpm, vc.TPM = tpm, tpm.device()
+	return nil
 }
 
 // vmConfig is the VM of a sandbox. Templates are made from the same

@@ -3,6 +3,7 @@ package shim
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	agent "github.com/sccontainers/scc/api/agent/v1"
@@ -23,9 +24,14 @@ type vTPM struct {
 	akPublic []byte
 }
 
-// startVTPM starts the vTPM of a VM whose state is in dir.
+// startVTPM starts a new vTPM for a VM whose state is in dir: the state
+// of an earlier one there is removed first.
 func startVTPM(ctx context.Context, dir string) (_ *vTPM, retErr error) {
-	s, err := swtpm.StartSwtpm(ctx, filepath.Join(dir, "tpm"), swtpm.WithCommandSocket())
+	state := filepath.Join(dir, "tpm")
+	if err := os.RemoveAll(state); err != nil {
+		return nil, fmt.Errorf("start vTPM: %w", err)
+	}
+	s, err := swtpm.StartSwtpm(ctx, state, swtpm.WithCommandSocket())
 	if err != nil {
 		return nil, fmt.Errorf("start vTPM: %w", err)
 	}

@@ -135,25 +135,37 @@ func TestTemplateCreatedOnFirstUse(t *testing.T) {
 }
 
 // TestBrokenTemplateFallsBack corrupts a template: the sandbox boots
-// instead, and the bad template is dropped.
+// instead (with a new vTPM where it has one), and the bad template is
+// dropped.
 func TestBrokenTemplateFallsBack(t *testing.T) {
 	requireEnv(t)
-	ctx := testContext(t)
-	cfgPath, snapDir := snapshotConfig(t, "broken", false)
-	scc(t, ctx, "snapshot", "create", "--config", cfgPath)
-	states, _ := filepath.Glob(filepath.Join(snapDir, "*", "state"))
-	if len(states) != 1 {
-		t.Fatalf("want one template state, have %v", states)
-	}
-	if err := os.WriteFile(states[0], []byte("not a VM state"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	stdout, stderr, code := ctr(t, ctx, "", "run", "--rm", "--runtime", runtimeName, "--runtime-config-path", cfgPath, imageRef, "broken-tmpl", "echo", "booted")
-	if code != 0 || strings.TrimSpace(stdout) != "booted" {
-		t.Fatalf("run with a broken template: exit %d, %q, %s", code, stdout, stderr)
-	}
-	if out := scc(t, ctx, "snapshot", "list", "--config", cfgPath); strings.TrimSpace(out) != "" {
-		t.Errorf("broken template kept:\n%s", out)
+	for _, tc := range []struct{ name, vm string }{{"plain", ""}, {"vtpm", "tpm = true\n"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t)
+			cfgPath, snapDir := snapshotConfig(t, "broken-"+tc.name, false)
+			b, err := os.ReadFile(cfgPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(cfgPath, []byte(strings.Replace(string(b), "[vm]\n", "[vm]\n"+tc.vm, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			scc(t, ctx, "snapshot", "create", "--config", cfgPath)
+			states, _ := filepath.Glob(filepath.Join(snapDir, "*", "state"))
+			if len(states) != 1 {
+				t.Fatalf("want one template state, have %v", states)
+			}
+			if err := os.WriteFile(states[0], []byte("not a VM state"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			stdout, stderr, code := ctr(t, ctx, "", "run", "--rm", "--runtime", runtimeName, "--runtime-config-path", cfgPath, imageRef, "broken-"+tc.name, "echo", "booted")
+			if code != 0 || strings.TrimSpace(stdout) != "booted" {
+				t.Fatalf("run with a broken template: exit %d, %q, %s", code, stdout, stderr)
+			}
+			if out := scc(t, ctx, "snapshot", "list", "--config", cfgPath); strings.TrimSpace(out) != "" {
+				t.Errorf("broken template kept:\n%s", out)
+			}
+		})
 	}
 }
 
