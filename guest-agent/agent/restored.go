@@ -48,8 +48,10 @@ func (s *Service) Restored(ctx context.Context, req *agentapi.RestoredRequest) (
 	return &emptypb.Empty{}, nil
 }
 
-// addEntropy credits data to the kernel's random pool (RNDADDENTROPY),
-// which also reseeds the CRNG.
+// addEntropy credits data to the kernel's random pool (RNDADDENTROPY) and
+// reseeds the CRNG from it (RNDRESEEDCRNG). Crediting alone does not
+// reseed a CRNG that is already initialised: until its next scheduled
+// reseed, VMs restored from one template would draw the same bytes.
 func addEntropy(data []byte) error {
 	f, err := os.OpenFile("/dev/urandom", os.O_WRONLY, 0)
 	if err != nil {
@@ -63,6 +65,9 @@ func addEntropy(data []byte) error {
 	copy(buf[8:], data)
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.RNDADDENTROPY, uintptr(unsafe.Pointer(&buf[0]))); errno != 0 {
 		return fmt.Errorf("RNDADDENTROPY: %w", errno)
+	}
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.RNDRESEEDCRNG, 0); errno != 0 {
+		return fmt.Errorf("RNDRESEEDCRNG: %w", errno)
 	}
 	return nil
 }
