@@ -81,6 +81,8 @@ bench: deps guest ## Cold/warm start, scale-out and idle memory of scc against r
 	bin/scc bench --runs $(or $(RUNS),5) --containerd-bin $(CONTAINERD_BIN) --guest $(GUEST_DIR) \
 		--json docs/bench.json --plot docs/bench.png --markdown docs/performance.md
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./vmm/qemu/ ./vmm/image/ ./attest/snp/measure/ ./attest/tdx/measure/ ./attest/verifier/
+	$(GO) test -run '^$$' -bench SandboxStart -benchtime 5x ./shim/
+	$(GO) test -run '^$$' -bench AgentRoundTrip -benchtime 200x ./shim/
 
 lint: ## gofmt and go vet.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go') && exit 1)

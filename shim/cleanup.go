@@ -67,10 +67,7 @@ func cleanupSandboxDir(ctx context.Context, dir, id string) error {
 	}
 	if pid := vmPid(dir); pid > 0 {
 		log.G(ctx).WithField("pid", pid).Warn("killing VM left by a dead shim")
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		for i := 0; i < 100 && processAlive(pid); i++ {
-			time.Sleep(20 * time.Millisecond)
-		}
+		killAndWait(pid, 2*time.Second)
 	}
 	return removeStateDir(dir)
 }
@@ -125,6 +122,14 @@ func vmPid(dir string) int {
 		return 0
 	}
 	return pid
+}
+
+// killAndWait sends SIGKILL to pid and waits up to wait for it to go.
+func killAndWait(pid int, wait time.Duration) {
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for deadline := time.Now().Add(wait); processAlive(pid) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func processAlive(pid int) bool {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -331,7 +330,7 @@ func pruneStale(ctx context.Context, cfg Config, p pool.Pool, current string) {
 		if _, ok := lookupPoolTemplate(store, k); ok {
 			continue
 		}
-		if err := drainKey(ctx, p, k); err != nil {
+		if _, err := drainKey(ctx, p, k); err != nil {
 			log.G(ctx).WithError(err).Warn("drain stale pool")
 		}
 	}
@@ -347,18 +346,11 @@ func DrainPool(ctx context.Context, cfg Config) (stopped int, _ error) {
 	}
 	var errs []error
 	for _, k := range keys {
-		es, _ := p.List()
-		before := 0
-		for _, e := range es {
-			if e.Key == k {
-				before++
-			}
-		}
-		if err := drainKey(ctx, p, k); err != nil {
+		n, err := drainKey(ctx, p, k)
+		stopped += n
+		if err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		stopped += before
 	}
 	if len(errs) == 0 {
 		os.Remove(p.Dir) // only when empty: a fill may have started since
@@ -366,26 +358,30 @@ func DrainPool(ctx context.Context, cfg Config) (stopped int, _ error) {
 	return stopped, errors.Join(errs...)
 }
 
-func drainKey(ctx context.Context, p pool.Pool, key string) error {
+// drainKey stops the pooled VMs of key, ready or being added, and
+// returns how many it stopped.
+func drainKey(ctx context.Context, p pool.Pool, key string) (int, error) {
 	unlock, _, err := p.LockFill(key, true)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer unlock()
 	all, err := p.List()
 	if err != nil {
-		return err
+		return 0, err
 	}
+	n := 0
 	for _, e := range all {
 		if e.Key != key {
 			continue
 		}
 		killPooledVM(e.Dir, e.ID)
 		if err := removeStateDir(e.Dir); err != nil {
-			return err
+			return n, err
 		}
+		n++
 	}
-	return p.RemoveKey(key)
+	return n, p.RemoveKey(key)
 }
 
 // killPooledVM kills the QEMU of the pooled VM in dir, if it runs, and
@@ -395,10 +391,7 @@ func killPooledVM(dir, id string) {
 	if pid <= 0 {
 		return
 	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	for i := 0; i < 250 && processAlive(pid); i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
+	killAndWait(pid, 5*time.Second)
 }
 
 // ListPool returns the pool's VMs, ready or being added.

@@ -88,17 +88,7 @@ func waitReady(t *testing.T, ctx context.Context, cfgPath string, n int) []poole
 // its VM's QEMU pid.
 func startPooled(t *testing.T, ctx context.Context, cfgPath, id string) int {
 	t.Helper()
-	all := []string{"run", "-d", "--runtime", runtimeName, "--runtime-config-path", cfgPath, imageRef, id, "sleep", "1000"}
-	if _, stderr, code := ctr(t, ctx, "", all...); code != 0 {
-		t.Fatalf("ctr run -d: exit %d: %s", code, stderr)
-	}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		ctr(t, ctx, "", "task", "kill", "-s", "SIGKILL", id)
-		waitStatus(t, ctx, id, "STOPPED")
-		ctr(t, ctx, "", "task", "delete", id)
-		ctr(t, ctx, "", "containers", "delete", id)
-	})
+	startDetachedWith(t, ctx, cfgPath, id, "sleep", "1000")
 	return qemuPid(t, filepath.Join(env.run, id))
 }
 

@@ -47,6 +47,18 @@ func scc(t *testing.T, ctx context.Context, args ...string) string {
 // returns the command line of its VM.
 func runDetachedWith(t *testing.T, ctx context.Context, cfgPath, id string, args ...string) string {
 	t.Helper()
+	startDetachedWith(t, ctx, cfgPath, id, args...)
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pidOf(t, "qemu-system", filepath.Join(env.run, id))), "cmdline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+}
+
+// startDetachedWith starts a container with a given shim configuration,
+// removed when the test ends.
+func startDetachedWith(t *testing.T, ctx context.Context, cfgPath, id string, args ...string) {
+	t.Helper()
 	all := append([]string{"run", "-d", "--runtime", runtimeName, "--runtime-config-path", cfgPath, imageRef, id}, args...)
 	if _, stderr, code := ctr(t, ctx, "", all...); code != 0 {
 		t.Fatalf("ctr run -d: exit %d: %s", code, stderr)
@@ -58,11 +70,6 @@ func runDetachedWith(t *testing.T, ctx context.Context, cfgPath, id string, args
 		ctr(t, ctx, "", "task", "delete", id)
 		ctr(t, ctx, "", "containers", "delete", id)
 	})
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pidOf(t, "qemu-system", filepath.Join(env.run, id))), "cmdline"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
 }
 
 // TestRestoreFromTemplate makes a template, starts two containers from it

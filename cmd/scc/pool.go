@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"time"
@@ -19,12 +18,7 @@ func runPool(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return usage
 	}
-	fs := flag.NewFlagSet("pool "+args[0], flag.ContinueOnError)
-	load := vmConfigFlags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	cfg, err := load()
+	_, cfg, err := parseVMCommand("pool", args)
 	if err != nil {
 		return err
 	}

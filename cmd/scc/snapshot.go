@@ -17,12 +17,7 @@ func runSnapshot(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return usage
 	}
-	fs := flag.NewFlagSet("snapshot "+args[0], flag.ContinueOnError)
-	load := vmConfigFlags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	cfg, err := load()
+	fs, cfg, err := parseVMCommand("snapshot", args)
 	if err != nil {
 		return err
 	}
@@ -57,6 +52,18 @@ func runSnapshot(ctx context.Context, args []string) error {
 		return usage
 	}
 	return nil
+}
+
+// parseVMCommand parses the flags of `scc NAME VERB ...` (args starting
+// at VERB) and loads the configuration they name.
+func parseVMCommand(name string, args []string) (*flag.FlagSet, shim.Config, error) {
+	fs := flag.NewFlagSet(name+" "+args[0], flag.ContinueOnError)
+	load := vmConfigFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return nil, shim.Config{}, err
+	}
+	cfg, err := load()
+	return fs, cfg, err
 }
 
 // vmConfigFlags adds --config and the flags with which the shim names the
