@@ -56,10 +56,10 @@ agent:
 guest: build ## Build the guest image (kernel from Debian's package, initramfs with the agent) into GUEST_DIR.
 	bin/scc guest build --agent bin/scc-agent --cache $(SCC_CACHE_DIR) --out $(GUEST_DIR)
 
-protos: ## Regenerate the agent API from api/agent/v1/*.proto.
+protos: ## Regenerate the agent and monitor APIs from api/*/v1/*.proto.
 	$(GO) build -o bin/ github.com/containerd/ttrpc/cmd/protoc-gen-go-ttrpc google.golang.org/protobuf/cmd/protoc-gen-go
 	PATH=$(CURDIR)/bin:$$PATH protoc -I api -I /usr/include --go_out=api --go_opt=paths=source_relative \
-		--go-ttrpc_out=api --go-ttrpc_opt=paths=source_relative api/agent/v1/*.proto
+		--go-ttrpc_out=api --go-ttrpc_opt=paths=source_relative api/*/v1/*.proto
 
 check-protos: protos ## Fail if the committed generated code is stale.
 	@git diff --exit-code -- api/ || (echo "generated code in api/ is stale: run make protos" && exit 1)

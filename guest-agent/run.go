@@ -1,42 +1,38 @@
-// Package guestagent wires the guest agent together: PID 1 setup, the
-// zombie reaper, and the ttrpc service on the agent's virtio-serial port.
+// Package guestagent wires the guest agent together: its confinement, the
+// zombie reaper, the connection to the trusted monitor and the ttrpc
+// service on the agent's virtio-serial port. The monitor
+// (guest-agent/monitor), PID 1 of the guest, starts the agent.
 package guestagent
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"runtime"
 	"time"
 
 	"github.com/containerd/log"
-	"github.com/sirupsen/logrus"
+	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/sccontainers/scc/attest/source"
+	monitorapi "github.com/sccontainers/scc/api/monitor/v1"
 	"github.com/sccontainers/scc/guest-agent/agent"
 	"github.com/sccontainers/scc/guest-agent/initsys"
+	"github.com/sccontainers/scc/guest-agent/monitor"
 	"github.com/sccontainers/scc/guest-agent/reaper"
 	"github.com/sccontainers/scc/guest-agent/vport"
 	"github.com/sccontainers/scc/internal/forward"
 )
 
-// Kernel command line parameters the agent reads.
-const (
-	paramLogLevel = "scc.log"      // logrus level, "info" by default
-	paramHostname = "scc.hostname" // guest hostname, defaultHostname by default
-)
+// portWait bounds the wait for the agent's port; QEMU TCG boots slowly, so
+// it is generous.
+const portWait = 30 * time.Second
 
-const (
-	defaultHostname = "scc"
-	// portWait bounds the wait for the agent's port; QEMU TCG boots
-	// slowly, so it is generous.
-	portWait = 30 * time.Second
-)
-
-// Main runs the agent and does not return. As PID 1 it powers the guest off
-// on failure, so the host sees the VM end rather than a kernel panic.
+// Main runs the agent and does not return; when it fails, the monitor
+// powers the guest off.
 //
 // It must be called from the main goroutine: it keeps the main thread to
 // itself, because libcontainer runs goroutines in containers' mount
@@ -48,48 +44,21 @@ func Main() {
 	ctx := context.Background()
 	err := run(ctx)
 	log.G(ctx).WithError(err).Error("agent failed")
-	if os.Getpid() == 1 {
-		unix.Sync()
-		_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
-	}
 	os.Exit(1)
 }
 
 func run(ctx context.Context) error {
-	pid1 := os.Getpid() == 1
-	if pid1 && !initsys.Switched() {
-		// Returns only on failure; the agent then runs on the initramfs
-		// and confines containers with chroot.
-		err := initsys.SwitchRoot()
-		fmt.Fprintf(os.Stderr, "scc-agent: %v; containers fall back to chroot\n", err)
-	}
-	if pid1 {
-		if err := initsys.Setup(ctx); err != nil {
-			return fmt.Errorf("set up guest: %w", err)
-		}
-	}
+	// The sealed executable the monitor started the agent from: running
+	// it holds it, no container may inherit it.
+	unix.Close(monitor.AgentExeFD)
 	cmdline, _ := os.ReadFile("/proc/cmdline")
-	configureLogging(string(cmdline))
-
-	if pid1 {
-		hostname := defaultHostname
-		if v, ok := initsys.CmdlineValue(string(cmdline), paramHostname); ok && v != "" {
-			hostname = v
-		}
-		if err := initsys.SetHostname(hostname); err != nil {
-			log.G(ctx).WithError(err).Error("set hostname")
-		}
-		if err := initsys.LoopbackUp(); err != nil {
-			log.G(ctx).WithError(err).Error("loopback")
-		}
-		// Keep going on failure: the host learns more from a Ping and a
-		// failing CreateContainer than from a guest that powered off.
-		if err := initsys.LoadModules(ctx); err != nil {
-			log.G(ctx).WithError(err).Error("load kernel modules")
-		}
-		if err := initsys.MountConfigfs(); err != nil {
-			log.G(ctx).WithError(err).Warn("mount configfs")
-		}
+	initsys.ConfigureLogging(string(cmdline))
+	if err := confine(string(cmdline)); err != nil {
+		return err
+	}
+	mon, err := dialMonitor(ctx)
+	if err != nil {
+		return err
 	}
 
 	r := reaper.New()
@@ -103,19 +72,18 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := agent.Options{NoPivotRoot: noPivot, Reaper: r}
-	det := source.Detector{AllowSim: source.SimRequested(string(cmdline))}
-	if src, err := det.Detect(ctx); err == nil {
-		opts.EvidenceSource = src.Name()
-		log.G(ctx).WithField("source", src.String()).Info("attestation evidence source")
-	} else {
-		log.G(ctx).WithError(err).Info("no attestation evidence source")
+	info, err := mon.Info(ctx, &emptypb.Empty{})
+	if err != nil {
+		return fmt.Errorf("ask monitor: %w", err)
 	}
-	if pid1 {
-		opts.MountShared = initsys.MountShared
-		opts.OpenForward = openForward
-	}
-	svc := agent.New(opts)
+	svc := agent.New(agent.Options{
+		NoPivotRoot:    noPivot,
+		Reaper:         r,
+		EvidenceSource: info.GetEvidenceSource(),
+		Monitor:        mon,
+		MountShared:    initsys.MountShared,
+		OpenForward:    openForward,
+	})
 	srv, err := agent.NewServer(svc)
 	if err != nil {
 		return err
@@ -145,18 +113,17 @@ func openForward(ctx context.Context) (io.ReadWriteCloser, error) {
 	return os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 }
 
-// configureLogging sets the log level from the kernel command line. Logs
-// go to stderr, which is the console in the guest.
-func configureLogging(cmdline string) {
-	logrus.SetOutput(os.Stderr)
-	// The console is a terminal, but the host writes it to a file:
-	// no colours.
-	logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: log.RFC3339NanoFixed, DisableColors: true})
-	level, ok := initsys.CmdlineValue(cmdline, paramLogLevel)
-	if !ok {
-		level = "info"
+// dialMonitor returns a client of the monitor on the connection it handed
+// the agent.
+func dialMonitor(ctx context.Context) (monitorapi.MonitorService, error) {
+	f := os.NewFile(monitor.AgentConnFD, "monitor")
+	conn, err := net.FileConn(f)
+	f.Close() // FileConn holds a close-on-exec copy, which no container inherits
+	if err != nil {
+		return nil, fmt.Errorf("connect to monitor: %w", err)
 	}
-	if err := log.SetLevel(level); err != nil {
-		log.L.WithError(err).Warn("bad log level")
-	}
+	c := ttrpc.NewClient(conn, ttrpc.WithOnClose(func() {
+		log.G(ctx).Error("connection to the monitor closed")
+	}))
+	return monitorapi.NewMonitorClient(c), nil
 }

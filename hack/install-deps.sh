@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   qemu-system-x86 qemu-utils   # the VMM (TCG here, KVM where the CPU has vmx/svm)
   ovmf                         # UEFI firmware: the EFI boot path of confidential VMs, tested with plain VMs
+  seabios                      # the VMs' firmware (a VM generation ID needs it; qboot cannot)
   swtpm swtpm-tools            # a vTPM per VM
   busybox-static               # the demo and test image
   erofs-utils cryptsetup-bin   # integrity-protected shared layers (mkfs.erofs, veritysetup)

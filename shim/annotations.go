@@ -152,7 +152,7 @@ func applyAnnotations(cfg *Config, policy AnnotationPolicy, annotations map[stri
 	}
 	names := make([]string, 0, len(annotations))
 	for k := range annotations {
-		if strings.HasPrefix(k, annotationPrefix) && !slices.Contains(sandboxIDAnnotations, k) && !slices.Contains(imageAnnotations, k) {
+		if strings.HasPrefix(k, annotationPrefix) && !slices.Contains(sandboxIDAnnotations, k) && !slices.Contains(imageAnnotations, k) && k != AnnotationInitData {
 			names = append(names, k)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/sccontainers/scc/vmm"
 )
 
 // ConfigEnv names the environment variable that points the shim at its
@@ -101,9 +103,15 @@ type VMConfig struct {
 	Initrd       string   `toml:"initrd"` // overrides the guest image's initrd
 	ExtraArgs    []string `toml:"kernel_params"`
 	// TPM gives each VM a vTPM of its own (an swtpm process, stopped and
-	// removed with the VM). VMs with a vTPM boot: a template would give
-	// its clones one TPM identity.
+	// removed with the VM) that only the guest's trusted monitor reaches.
+	// A VM restored from a template gets a new one too: no two VMs share
+	// a TPM identity.
 	TPM bool `toml:"tpm"`
+	// VMGenID gives each VM a VM generation ID that is new at every start
+	// and restore; the guest kernel reseeds its random number generator
+	// when it changes. It needs firmware that supports it: SeaBIOS (the
+	// default) or OVMF, not qboot.
+	VMGenID bool `toml:"vmgenid"`
 	// BootTimeout bounds the time from QEMU's start to the agent's answer.
 	BootTimeout duration `toml:"boot_timeout"`
 	// LogDir receives the guest console log of a VM that failed (did not
@@ -135,8 +143,12 @@ func DefaultConfig() Config {
 			AutoCreate: true,
 		},
 		VM: VMConfig{
-			Start:       StartAuto,
-			QEMU:        "qemu-system-x86_64",
+			Start: StartAuto,
+			QEMU:  "qemu-system-x86_64",
+			// qboot: SeaBIOS (which vmgenid needs) lost some boots under
+			// TCG on a loaded host, the guest resetting before its kernel
+			// printed anything; vmgenid stays opt-in until that is
+			// understood.
 			Firmware:    "/usr/share/qemu/qboot.rom",
 			Accel:       "auto",
 			VCPUs:       1,
@@ -193,6 +205,8 @@ func (c Config) validate() error {
 		return errors.New("pool.size, pool.max_vms and pool.memory_budget_mib must not be negative")
 	case c.Pool.Size > 0 && !c.Snapshot.Enabled:
 		return errors.New("pool.size needs snapshot.enabled: pooled VMs are restored from templates")
+	case c.VM.VMGenID && vmm.IsQboot(c.VM.Firmware):
+		return fmt.Errorf("vm.vmgenid needs firmware that supports a VM generation ID, and %s is qboot: set vm.firmware = %q or vm.vmgenid = false", c.VM.Firmware, vmm.SeaBIOSFirmware)
 	}
 	switch c.VM.Start {
 	case StartAuto, StartBoot, StartRestore:

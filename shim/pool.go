@@ -82,7 +82,7 @@ func (sb *sandbox) claimPooled(ctx context.Context, cfg Config, img guestFiles, 
 			log.G(ctx).WithError(err).Warn("take pooled VM")
 			return false
 		}
-		err = sb.adoptPooled(ctx, cfg, vc, e.ID)
+		err = sb.adoptPooled(ctx, cfg, vc, e.ID, key)
 		if err == nil {
 			return true
 		}
@@ -99,7 +99,12 @@ func (sb *sandbox) claimPooled(ctx context.Context, cfg Config, img guestFiles, 
 
 // adoptPooled takes over the QEMU of a pooled VM now in the sandbox's
 // directory and brings it to where a restored VM is.
-func (sb *sandbox) adoptPooled(ctx context.Context, cfg Config, vc vmm.Config, id string) error {
+func (sb *sandbox) adoptPooled(ctx context.Context, cfg Config, vc vmm.Config, id, key string) error {
+	// The restore is recorded with the template's digest.
+	tmpl, ok := lookupPoolTemplate(snapshot.Store{Dir: cfg.Snapshot.Dir}, key)
+	if !ok {
+		return fmt.Errorf("the template of pooled VM %s is gone: %w", id, errdefs.ErrNotFound)
+	}
 	vc.ID = id // the name its QEMU runs under
 	vc = hotplugNet(vc)
 	vm, err := qemu.Driver{Binary: cfg.VM.QEMU}.Adopt(ctx, vc)
@@ -107,7 +112,7 @@ func (sb *sandbox) adoptPooled(ctx context.Context, cfg Config, vc vmm.Config, i
 		return err
 	}
 	sb.vm = vm
-	return sb.resumeRestored(ctx, cfg, vc)
+	return sb.resumeRestored(ctx, cfg, vc, tmpl)
 }
 
 // FillPool adds VMs restored from the template of cfg's configuration to
@@ -119,6 +124,9 @@ func (sb *sandbox) adoptPooled(ctx context.Context, cfg Config, vc vmm.Config, i
 func FillPool(ctx context.Context, cfg Config) (added int, _ error) {
 	if cfg.Pool.Size == 0 {
 		return 0, fmt.Errorf("pool.size is 0: %w", errdefs.ErrFailedPrecondition)
+	}
+	if cfg.VM.TPM {
+		return 0, fmt.Errorf("VMs with a vTPM are not pooled: %w", errdefs.ErrFailedPrecondition)
 	}
 	img, err := guestImage(cfg)
 	if err != nil {

@@ -17,7 +17,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	agent "github.com/sccontainers/scc/api/agent/v1"
-	"github.com/sccontainers/scc/attest/vtpm/swtpm"
 	"github.com/sccontainers/scc/internal/forward"
 	"github.com/sccontainers/scc/vmm"
 	"github.com/sccontainers/scc/vmm/image"
@@ -32,7 +31,7 @@ type sandbox struct {
 	logDir    string // where the console log of a failed VM is kept
 
 	vm     vmm.VM
-	tpm    *swtpm.Swtpm // the VM's vTPM, if any
+	tpm    *vTPM // the VM's vTPM, if any
 	client *ttrpc.Client
 	agent  agent.AgentService
 
@@ -74,6 +73,10 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec
 	if err := applyAnnotations(&cfg, AnnotationPolicy{Enable: cfg.EnableAnnotations}, spec.Annotations); err != nil {
 		return nil, err
 	}
+	pod, err := initData(spec.Annotations)
+	if err != nil {
+		return nil, err
+	}
 	var (
 		pn     *podNetwork
 		nsPath string
@@ -96,6 +99,12 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec
 		return nil, err
 	}
 	sb.base = base
+	if pod != nil {
+		if err := sb.bindInitData(ctx, pod); err != nil {
+			sb.stop(context.WithoutCancel(ctx))
+			return nil, err
+		}
+	}
 	if pn != nil {
 		if sb.ports, err = startPortForward(s.ctx, nsPath, sb.agent); err != nil {
 			log.G(ctx).WithError(err).Warn("no port forwarding for the pod")
@@ -143,13 +152,11 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 			img.snapshottable = false
 		}
 	}
-	if cfg.VM.TPM {
-		// A template would give its clones one TPM identity.
-		img.snapshottable = false
-	}
 	start := time.Now()
 	source := "boot"
-	pooled := usesPool(cfg) && img.snapshottable
+	// Pooled VMs have no vTPM: theirs would have to move to the sandbox
+	// with them.
+	pooled := usesPool(cfg) && img.snapshottable && !cfg.VM.TPM
 	if !pooled || !sb.claimPooled(ctx, cfg, img, vc) {
 		if source, err = sb.startOwnVM(ctx, cfg, configPath, img, vc); err != nil {
 			return nil, err
@@ -186,17 +193,12 @@ func (sb *sandbox) startOwnVM(ctx context.Context, cfg Config, configPath string
 	if err := os.Mkdir(sb.sharedDir, 0o700); err != nil {
 		return "", fmt.Errorf("create shared dir: %w", err)
 	}
-	if cfg.VM.TPM {
-		var err error
-		sb.tpm, err = swtpm.StartSwtpm(ctx, filepath.Join(sb.dir, "tpm"))
-		if err != nil {
-			return "", fmt.Errorf("start vTPM: %w", err)
-		}
-		vc.TPM = &vmm.TPM{Socket: sb.tpm.CtrlPath}
+	if err := sb.startVTPM(ctx, cfg, &vc); err != nil {
+		return "", err
 	}
 	if cfg.VM.Start != StartBoot {
 		if tmpl, ok := lookupTemplate(ctx, cfg, img, vc); ok {
-			err := sb.restore(ctx, cfg, vc, tmpl.StatePath())
+			err := sb.restore(ctx, cfg, vc, tmpl)
 			if err == nil {
 				return "template", nil
 			}
@@ -209,6 +211,11 @@ func (sb *sandbox) startOwnVM(ctx context.Context, cfg Config, configPath string
 				removeTemplate(cfg, tmpl.Key)
 			}
 			sb.stopVM(ctx)
+			// The failed restore may have used the vTPM: the VM that
+			// boots gets a new one.
+			if err := sb.startVTPM(ctx, cfg, &vc); err != nil {
+				return "", err
+			}
 		}
 	}
 	if err := sb.boot(ctx, cfg, vc); err != nil {
@@ -221,17 +228,34 @@ func (sb *sandbox) startOwnVM(ctx context.Context, cfg Config, configPath string
 	return "boot", nil
 }
 
+// startVTPM gives the VM a new vTPM, if the configuration asks for one.
+func (sb *sandbox) startVTPM(ctx context.Context, cfg Config, vc *vmm.Config) error {
+	if !cfg.VM.TPM {
+		return nil
+	}
+	tpm, err := startVTPM(ctx, sb.dir)
+	if err != nil {
+		return err
+	}
+	sb.tpm, vc.TPM = tpm, tpm.device()
+	return nil
+}
+
 // vmConfig is the VM of a sandbox. Templates are made from the same
 // function, so that a template's devices match the sandboxes restored
 // from it.
 func vmConfig(cfg Config, img guestFiles, id, dir, sharedDir string) vmm.Config {
 	maxVCPUs, maxMiB := vmMaxima(cfg)
+	params := append([]string{img.cmdline}, cfg.VM.ExtraArgs...)
+	if cfg.VM.TPM {
+		params = append(params, tpmParam)
+	}
 	return vmm.Config{
 		ID:          id,
 		StateDir:    dir,
 		Kernel:      img.kernel,
 		Initrd:      img.initrd,
-		Cmdline:     strings.TrimSpace(img.cmdline + " " + strings.Join(cfg.VM.ExtraArgs, " ")),
+		Cmdline:     strings.TrimSpace(strings.Join(params, " ")),
 		Firmware:    cfg.VM.Firmware,
 		VCPUs:       cfg.VM.VCPUs,
 		MemoryMiB:   cfg.VM.MemoryMiB,
@@ -246,6 +270,7 @@ func vmConfig(cfg Config, img guestFiles, id, dir, sharedDir string) vmm.Config 
 		// Every VM has the forwarded channel, so that all share one
 		// layout (templates); only confidential containers use it.
 		ForwardPort:  forward.PortName,
+		VMGenID:      cfg.VM.VMGenID,
 		MaxVCPUs:     maxVCPUs,
 		MaxMemoryMiB: maxMiB,
 	}

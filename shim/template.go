@@ -3,6 +3,7 @@ package shim
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -48,6 +49,8 @@ type templateKey struct {
 	HotplugPorts  int
 	SharedTag     string
 	SharedGuestAt string
+	TPM           bool
+	VMGenID       bool
 }
 
 func newTemplateKey(cfg Config, img guestFiles, vc vmm.Config) (templateKey, error) {
@@ -82,6 +85,8 @@ func newTemplateKey(cfg Config, img guestFiles, vc vmm.Config) (templateKey, err
 		HotplugPorts:  vc.HotplugPorts,
 		SharedTag:     agent.SharedTag,
 		SharedGuestAt: agent.GuestSharedDir,
+		TPM:           cfg.VM.TPM,
+		VMGenID:       vc.VMGenID,
 	}, nil
 }
 
@@ -111,8 +116,9 @@ func removeTemplate(cfg Config, key string) {
 // template waits for a host connection, so the connection is made while
 // the VM is still paused; after Resume the agent is told it was restored,
 // before anything else, so it stops sharing randomness and time with the
-// template's other clones.
-func (sb *sandbox) restore(ctx context.Context, cfg Config, vc vmm.Config, state string) error {
+// template's other clones, and its monitor records the restore (the
+// template's digest and a nonce of this restore) in the VM's own vTPM.
+func (sb *sandbox) restore(ctx context.Context, cfg Config, vc vmm.Config, tmpl snapshot.Template) error {
 	vc = hotplugNet(vc)
 	vm, err := newVM(cfg, vc)
 	if err != nil {
@@ -123,10 +129,10 @@ func (sb *sandbox) restore(ctx context.Context, cfg Config, vc vmm.Config, state
 	if !ok {
 		return fmt.Errorf("restore: VMM cannot restore snapshots: %w", errdefs.ErrNotImplemented)
 	}
-	if err := s.Restore(ctx, state); err != nil {
+	if err := s.Restore(ctx, tmpl.StatePath()); err != nil {
 		return &templateLoadError{err}
 	}
-	return sb.resumeRestored(ctx, cfg, vc)
+	return sb.resumeRestored(ctx, cfg, vc, tmpl)
 }
 
 // hotplugNet marks vc's network devices as added after the VM runs: a
@@ -140,10 +146,10 @@ func hotplugNet(vc vmm.Config) vmm.Config {
 	return vc
 }
 
-// resumeRestored connects to the agent of a VM restored from a template
-// and still paused, resumes it, tells the agent it was restored and adds
-// its network devices.
-func (sb *sandbox) resumeRestored(ctx context.Context, cfg Config, vc vmm.Config) error {
+// resumeRestored connects to the agent of a VM restored from template
+// tmpl and still paused, resumes it, tells the agent it was restored and
+// adds its network devices.
+func (sb *sandbox) resumeRestored(ctx context.Context, cfg Config, vc vmm.Config, tmpl snapshot.Template) error {
 	vm := sb.vm
 	if err := sb.dial(); err != nil {
 		return err
@@ -154,11 +160,17 @@ func (sb *sandbox) resumeRestored(ctx context.Context, cfg Config, vc vmm.Config
 	if err := sb.waitAgent(ctx, cfg.VM.BootTimeout.Duration); err != nil {
 		return err
 	}
-	entropy := make([]byte, 64)
+	// Entropy is secret, the nonce is recorded in the TPM's log.
+	entropy, nonce := make([]byte, 64), make([]byte, 32)
 	if _, err := rand.Read(entropy); err != nil {
 		return fmt.Errorf("read entropy: %w", err)
 	}
-	if _, err := sb.agent.Restored(ctx, &agent.RestoredRequest{Entropy: entropy, Time: timestamppb.Now()}); err != nil {
+	if _, err := rand.Read(nonce); err != nil {
+		return fmt.Errorf("read entropy: %w", err)
+	}
+	digest, _ := hex.DecodeString(tmpl.Digest)
+	req := &agent.RestoredRequest{Entropy: entropy, Time: timestamppb.Now(), SnapshotDigest: digest, Nonce: nonce}
+	if _, err := sb.agent.Restored(ctx, req); err != nil {
 		return fmt.Errorf("reseed restored agent: %w", fromAgent(err))
 	}
 	if len(vc.Net) > 0 {
@@ -222,7 +234,18 @@ func CreateTemplate(ctx context.Context, cfg Config) (snapshot.Template, error) 
 // saveBootedVM boots the VM until its agent opens its port, without ever
 // connecting to it: the agent then waits for a host, which is the state
 // every restored VM starts from.
+//
+// A VM with a vTPM boots with one of its own, which is not saved: every VM
+// restored from the template gets a new one.
 func saveBootedVM(ctx context.Context, cfg Config, vc vmm.Config, statePath string) error {
+	if cfg.VM.TPM {
+		tpm, err := startVTPM(ctx, vc.StateDir)
+		if err != nil {
+			return err
+		}
+		defer tpm.Stop()
+		vc.TPM = tpm.device()
+	}
 	vm, err := qemu.Driver{Binary: cfg.VM.QEMU}.NewVM(vc)
 	if err != nil {
 		return fmt.Errorf("configure VM: %w", err)

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -40,6 +41,10 @@ type Template struct {
 	Key     string
 	Dir     string
 	Created time.Time
+	// Digest is the SHA-256 of the saved state, hex: the name a VM
+	// restored from the template records in its TPM and an attestation
+	// policy approves (attest/policy's origin).
+	Digest string
 	// Config is what the template was made from, for people reading it.
 	Config json.RawMessage
 }
@@ -50,6 +55,7 @@ func (t Template) StatePath() string { return filepath.Join(t.Dir, stateName) }
 type meta struct {
 	Key     string          `json:"key"`
 	Created time.Time       `json:"created"`
+	Digest  string          `json:"digest"`
 	Config  json.RawMessage `json:"config"`
 }
 
@@ -80,7 +86,7 @@ func (s Store) Lookup(key string) (Template, bool) {
 	if _, err := os.Stat(filepath.Join(dir, stateName)); err != nil {
 		return Template{}, false
 	}
-	return Template{Key: key, Dir: dir, Created: m.Created, Config: m.Config}, true
+	return Template{Key: key, Dir: dir, Created: m.Created, Digest: m.Digest, Config: m.Config}, true
 }
 
 // Create makes the template for key: save must write the VM's state to
@@ -116,11 +122,15 @@ func (s Store) Create(ctx context.Context, key string, config any, save func(ctx
 	if err := save(ctx, filepath.Join(tmp, stateName)); err != nil {
 		return Template{}, fmt.Errorf("create template: %w", err)
 	}
+	digest, err := fileSHA256(filepath.Join(tmp, stateName))
+	if err != nil {
+		return Template{}, fmt.Errorf("create template: %w", err)
+	}
 	cfg, err := json.Marshal(config)
 	if err != nil {
 		return Template{}, fmt.Errorf("create template: %w", err)
 	}
-	m := meta{Key: key, Created: time.Now().UTC(), Config: cfg}
+	m := meta{Key: key, Created: time.Now().UTC(), Digest: digest, Config: cfg}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return Template{}, err
@@ -136,7 +146,21 @@ func (s Store) Create(ctx context.Context, key string, config any, save func(ctx
 	if err := os.Rename(tmp, dir); err != nil {
 		return Template{}, fmt.Errorf("create template: %w", err)
 	}
-	return Template{Key: key, Dir: dir, Created: m.Created, Config: cfg}, nil
+	return Template{Key: key, Dir: dir, Created: m.Created, Digest: digest, Config: cfg}, nil
+}
+
+// fileSHA256 returns the hex SHA-256 of a file's content.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // List returns the complete templates.

@@ -2,7 +2,9 @@ package snapshot
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +50,10 @@ func TestCreateLookup(t *testing.T) {
 	got, ok := s.Lookup("k")
 	if !ok || got.Dir != tmpl.Dir {
 		t.Fatalf("lookup after create: %+v %v", got, ok)
+	}
+	// The digest names the saved state.
+	if want := fmt.Sprintf("%x", sha256.Sum256([]byte("vm state"))); tmpl.Digest != want || got.Digest != want {
+		t.Errorf("digest %q (created), %q (looked up); want %q", tmpl.Digest, got.Digest, want)
 	}
 	// A second Create reuses the template.
 	if _, err := s.Create(ctx, "k", nil, save); err != nil || calls != 1 {

@@ -19,6 +19,11 @@ const (
 	DefaultBootTimeout = 30 * time.Second
 )
 
+// SeaBIOSFirmware is Debian's SeaBIOS, which boots a directly loaded
+// kernel about as fast as qboot and, unlike it, supports a VM generation
+// ID.
+const SeaBIOSFirmware = "/usr/share/seabios/bios-256k.bin"
+
 // Names of the files every driver creates in Config.StateDir.
 const (
 	AgentSocketName   = "agent.sock"
@@ -78,6 +83,13 @@ type Config struct {
 	HotplugPorts int
 	// TPM, when set, gives the guest a vTPM.
 	TPM *TPM
+	// VMGenID gives the guest a VM generation ID device whose value is
+	// new at every start and every restore: the guest kernel reseeds its
+	// random number generator when it changes, so VMs restored from one
+	// snapshot stop sharing its state at once. The firmware must support
+	// QEMU's WRITE_POINTER linker command (SeaBIOS, OVMF); qboot stops
+	// the boot.
+	VMGenID bool
 
 	// TEE, when set to a confidential type, launches the VM as an SEV-SNP
 	// or TDX guest (see TEEConfig); nil or TEENone is an ordinary VM.
@@ -153,6 +165,14 @@ func (c Config) Validate() error {
 	checkFile(&errs, "initrd", c.Initrd, false)
 	checkFile(&errs, "firmware", c.Firmware, !c.TEE.Confidential())
 	c.checkKernelFormat(&errs)
+	if c.VMGenID && IsQboot(c.Firmware) {
+		bad("vmgenid: firmware %s is qboot, which cannot place the generation ID and stops the boot: use SeaBIOS (%s) or OVMF", c.Firmware, SeaBIOSFirmware)
+	}
+	if c.TPM != nil {
+		if err := c.TPM.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 
 	if c.VCPUs < 1 || c.VCPUs > 255 {
 		bad("vcpus %d: want 1 to 255", c.VCPUs)
@@ -220,6 +240,16 @@ func (c Config) Validate() error {
 		return fmt.Errorf("invalid vm config: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// IsQboot reports whether firmware names qboot (QEMU's minimal BIOS, also
+// installed as bios-microvm.bin).
+func IsQboot(firmware string) bool {
+	switch filepath.Base(firmware) {
+	case "qboot.rom", "bios-microvm.bin":
+		return true
+	}
+	return false
 }
 
 // checkFile requires path to name a regular file when required is set or

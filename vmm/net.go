@@ -43,9 +43,34 @@ func (n NetDevice) validate() error {
 	return nil
 }
 
-// TPM attaches a TPM 2.0 emulator (swtpm) to the guest as a CRB device; the
-// guest sees /dev/tpm0. The caller runs the emulator.
+// TPM attaches a TPM 2.0 emulator (swtpm) to the guest, which the caller
+// runs, in one of two ways:
+//
+//   - as a virtio-serial port named Port, carrying TPM commands between
+//     the guest and the emulator's TPM command socket (swtpm --server
+//     type=unixio). The TPM's state is the emulator's alone, never in the
+//     VM's saved state: a VM restored from a snapshot gets the new
+//     emulator it is given, with an identity of its own. The guest's
+//     kernel sees no TPM; its trusted monitor speaks to the port.
+//   - without Port, as a CRB TPM device (tpm-crb) backed by the
+//     emulator's control socket (swtpm --ctrl type=unixio): the guest
+//     kernel sees /dev/tpm0. QEMU saves the TPM's state, identity
+//     included, with the VM, so every VM restored from a snapshot has the
+//     same TPM.
 type TPM struct {
-	// Socket is the emulator's control socket (swtpm --ctrl type=unixio).
+	// Socket is the emulator's command socket (with Port) or control
+	// socket.
 	Socket string
+	// Port names the guest's virtio-serial port for the TPM.
+	Port string
+}
+
+func (t TPM) validate() error {
+	if t.Socket == "" {
+		return fmt.Errorf("tpm: socket is empty")
+	}
+	if t.Port != "" && !namePattern.MatchString(t.Port) {
+		return fmt.Errorf("tpm: port %q: want letters, digits, '.', '_' and '-'", t.Port)
+	}
+	return nil
 }

@@ -118,7 +118,11 @@
 //	    "vtpm": {
 //	      "allow": true,
 //	      "trusted_aks": ["<64 hex>"],  // vtpm.AKDigest of trusted AKs; required
-//	      "pcrs": {"10": ["<64 hex>"]}  // accepted SHA-256 values per PCR 0-23
+//	      "pcrs": {"8": ["<64 hex>"]},  // accepted SHA-256 values per PCR 0-23
+//	      "origin": {                   // optional: how the guest started
+//	        "fresh": true,              // accept guests that booted
+//	        "snapshots": ["<64 hex>"]   // accept guests restored from these templates
+//	      }
 //	    }
 //	  },
 //	  "workloads": {                    // optional: named reference values

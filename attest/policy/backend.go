@@ -1,6 +1,9 @@
 package policy
 
 import (
+	"bytes"
+	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"github.com/google/go-sev-guest/kds"
@@ -95,4 +98,58 @@ func (d Document) VTPMOptions(nonce []byte) (vtpm.VerifyOptions, error) {
 		opts.TrustedAKs = append(opts.TrustedAKs, [32]byte(ak))
 	}
 	return opts, nil
+}
+
+func (o *Origin) validate() error {
+	if o == nil {
+		return nil
+	}
+	if !o.Fresh && len(o.Snapshots) == 0 {
+		return errors.New("accepts no guest: set fresh, list snapshots, or leave origin out")
+	}
+	snaps, err := decodeHexList(o.Snapshots, SnapshotDigestSize)
+	if err != nil {
+		return fmt.Errorf("snapshots: %v", err)
+	}
+	for _, s := range snaps {
+		// The monitor records a zero digest for a restore it was not
+		// told about: that is never an approved snapshot.
+		if bytes.Equal(s, make([]byte, SnapshotDigestSize)) {
+			return errors.New("snapshots: the zero digest names no snapshot")
+		}
+	}
+	return nil
+}
+
+// CheckOrigin checks how a verified vTPM guest started against the
+// policy's origin terms (vtpm). A policy without them accepts any start.
+// Errors wrap ErrOriginNotAllowed, or vtpm.ErrPolicy when the evidence
+// cannot tell how the guest started.
+func (d Document) CheckOrigin(c *vtpm.Claims) error {
+	o := d.Attestation[vtpm.TEE].Origin
+	if o == nil {
+		return nil
+	}
+	got, err := vtpm.OriginOf(c)
+	if err != nil {
+		return err
+	}
+	if got.Fresh() {
+		if !o.Fresh {
+			return fmt.Errorf("%w: the guest booted fresh; the policy accepts only guests restored from an approved snapshot", ErrOriginNotAllowed)
+		}
+		return nil
+	}
+	for _, r := range got.Restores {
+		approved := false
+		for _, s := range o.Snapshots {
+			// Validated on parse: decoding cannot fail.
+			want, _ := hex.DecodeString(s)
+			approved = approved || bytes.Equal(want, r.Snapshot[:])
+		}
+		if !approved {
+			return fmt.Errorf("%w: the guest was restored from snapshot %x, which the policy does not approve", ErrOriginNotAllowed, r.Snapshot)
+		}
+	}
+	return nil
 }

@@ -27,8 +27,10 @@ const (
 	HostDataSize    = 32 // SNP HOST_DATA
 	PCRSize         = 32 // SHA-256 PCR value
 	AKDigestSize    = 32 // vtpm.AKDigest
-	teeTcbSvnSize   = 16 // TDX TEE_TCB_SVN
-	numRTMRs        = 4
+	// SnapshotDigestSize is the SHA-256 of a template's saved state.
+	SnapshotDigestSize = 32
+	teeTcbSvnSize      = 16 // TDX TEE_TCB_SVN
+	numRTMRs           = 4
 )
 
 // Errors of this package; match with errors.Is.
@@ -42,6 +44,11 @@ var (
 	ErrReferenceMismatch = errors.New("evidence does not match the policy's reference values")
 	// ErrResourceDenied means a resource rule refused the session.
 	ErrResourceDenied = errors.New("resource policy denies access")
+	// ErrOriginNotAllowed means a vTPM guest started in a way the
+	// policy's origin terms do not accept: restored when it must have
+	// booted fresh, or restored from a snapshot the policy does not
+	// approve.
+	ErrOriginNotAllowed = errors.New("guest origin not allowed by attestation policy")
 )
 
 // Document is the whole policy. The zero Document refuses every TEE.
@@ -97,6 +104,23 @@ type TEE struct {
 	// TrustedAKs are the vTPM attestation keys trusted (vtpm only,
 	// required): vtpm.AKDigest values, hex, 32 bytes.
 	TrustedAKs []string `json:"trusted_aks,omitempty"`
+	// Origin says how a guest must have started (vtpm only): booted
+	// fresh, or restored from an approved snapshot, as scc's trusted
+	// monitor records it in the lifecycle PCR. Absent, any start is
+	// accepted.
+	Origin *Origin `json:"origin,omitempty"`
+}
+
+// Origin are the accepted ways for a vTPM guest to have started. A guest
+// is accepted if it booted fresh and Fresh is set, or if every restore
+// in its log is from one of Snapshots. The lifecycle PCR
+// (vtpm.PCRLifecycle) must be quoted.
+type Origin struct {
+	// Fresh accepts guests that booted and were never restored.
+	Fresh bool `json:"fresh,omitempty"`
+	// Snapshots are the approved snapshots, hex, 32 bytes: SHA-256 of a
+	// template's saved state, as `scc snapshot list` shows it.
+	Snapshots []string `json:"snapshots,omitempty"`
 }
 
 // reference returns the TEE-level reference values.
@@ -244,6 +268,7 @@ func (d Document) validateTEE(tee string) error {
 		{tp.MinQESVN != 0, "min_qe_svn", tee == tdx.TEE},
 		{tp.MinPCESVN != 0, "min_pce_svn", tee == tdx.TEE},
 		{len(tp.TrustedAKs) > 0, "trusted_aks", tee == vtpm.TEE},
+		{tp.Origin != nil, "origin", tee == vtpm.TEE},
 	}
 	for _, m := range misplaced {
 		if m.set && !m.ok {
@@ -264,6 +289,9 @@ func (d Document) validateTEE(tee string) error {
 	}
 	if _, err := decodeHexList(tp.TrustedAKs, AKDigestSize); err != nil {
 		return fmt.Errorf("trusted_aks: %v", err)
+	}
+	if err := tp.Origin.validate(); err != nil {
+		return fmt.Errorf("origin: %v", err)
 	}
 	if !tp.Allow {
 		return nil

@@ -1,10 +1,13 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/sccontainers/scc/attest/vtpm"
 )
 
 var (
@@ -13,6 +16,7 @@ var (
 	pcr1     = strings.Repeat("cc", 32)
 	root     = strings.Repeat("cd", 32)
 	ak       = strings.Repeat("ef", 32)
+	snap     = strings.Repeat("5a", 32)
 )
 
 func TestParse(t *testing.T) {
@@ -27,6 +31,11 @@ func TestParse(t *testing.T) {
 		{name: "tdx with everything", doc: `{"attestation":{"tdx":{"allow":true,"mrtd":["` + m1 + `"],"rtmrs":{"0":["` + m1 + `"],"3":["` + m2 + `","` + m1 + `"]},"mr_config_id":"` + m2 + `","mr_owner":"` + m1 + `","mr_owner_config":"` + m1 + `","mr_seam":"` + m1 + `","min_tee_tcb_svn":"03000500000000000000000000000000","min_qe_svn":8,"min_pce_svn":11,"allow_debug":false}}}`},
 		{name: "vtpm", doc: `{"attestation":{"vtpm":{"allow":true,"trusted_aks":["` + ak + `"],"pcrs":{"9":["` + pcr1 + `"]}}}}`},
 		{name: "disabled sim needs nothing", doc: `{"attestation":{"sim":{"allow":false}}}`},
+		{name: "vtpm origin", doc: `{"attestation":{"vtpm":{"allow":true,"trusted_aks":["` + ak + `"],"pcrs":{"9":["` + pcr1 + `"]},"origin":{"fresh":true,"snapshots":["` + snap + `"]}}}}`},
+		{name: "vtpm origin accepting nothing", doc: `{"attestation":{"vtpm":{"allow":true,"trusted_aks":["` + ak + `"],"pcrs":{"9":["` + pcr1 + `"]},"origin":{}}}}`, wantErr: "accepts no guest"},
+		{name: "vtpm origin with a short snapshot", doc: `{"attestation":{"vtpm":{"allow":true,"trusted_aks":["` + ak + `"],"pcrs":{"9":["` + pcr1 + `"]},"origin":{"snapshots":["ab"]}}}}`, wantErr: "snapshots"},
+		{name: "vtpm origin approving the zero snapshot", doc: `{"attestation":{"vtpm":{"allow":true,"trusted_aks":["` + ak + `"],"pcrs":{"9":["` + pcr1 + `"]},"origin":{"snapshots":["` + strings.Repeat("00", 32) + `"]}}}}`, wantErr: "zero digest"},
+		{name: "origin on snp", doc: `{"attestation":{"snp":{"allow":true,"measurements":["` + m1 + `"],"origin":{"fresh":true}}}}`, wantErr: "origin does not apply to snp"},
 		{name: "reference values in workloads only", doc: `{"attestation":{"snp":{"allow":true,"min_tcb":{"bootloader":0,"tee":0,"snp":8,"microcode":0}},"tdx":{"allow":true},"vtpm":{"allow":true,"trusted_aks":["` + ak + `"]}},
 			"workloads":{"web":{"snp":{"measurements":["` + m1 + `"],"host_data":"` + hd1 + `"},"tdx":{"mrtd":["` + m1 + `"],"mr_config_id":"` + m2 + `"},"vtpm":{"pcrs":{"10":["` + pcr1 + `"]}}}},
 			"resources":{"default/web/*":{"workloads":["web"]}}}`},
@@ -205,6 +214,56 @@ func TestBackendPolicies(t *testing.T) {
 	}
 	if roots := d.SimRoots(); roots != nil {
 		t.Fatalf("SimRoots() of a disallowed sim = %v", roots)
+	}
+}
+
+func TestCheckOrigin(t *testing.T) {
+	lifecycle := func(restores ...byte) *vtpm.Claims {
+		var l vtpm.Log
+		for _, r := range restores {
+			b, _ := vtpm.RestoreEvent{Snapshot: [32]byte(bytes.Repeat([]byte{r}, 32))}.MarshalBinary()
+			l.Append(vtpm.PCRLifecycle, vtpm.EventRestore, b)
+		}
+		c := &vtpm.Claims{PCRs: map[int][]byte{vtpm.PCRLifecycle: make([]byte, 32)}, Events: l.Events()}
+		if v, ok := l.Replay()[vtpm.PCRLifecycle]; ok {
+			c.PCRs[vtpm.PCRLifecycle] = v[:]
+		}
+		return c
+	}
+	doc := func(origin string) Document {
+		vt := `"allow":true,"trusted_aks":["` + ak + `"],"pcrs":{"9":["` + pcr1 + `"]}`
+		if origin != "" {
+			vt += `,"origin":` + origin
+		}
+		return mustParse(t, `{"attestation":{"vtpm":{`+vt+`}}}`)
+	}
+	approved := `{"snapshots":["` + snap + `"]}`
+	tests := []struct {
+		name    string
+		doc     Document
+		claims  *vtpm.Claims
+		wantErr error
+	}{
+		{"no origin terms: fresh", doc(""), lifecycle(), nil},
+		{"no origin terms: restored", doc(""), lifecycle(0x11), nil},
+		{"fresh only: fresh", doc(`{"fresh":true}`), lifecycle(), nil},
+		{"fresh only: restored", doc(`{"fresh":true}`), lifecycle(0x5a), ErrOriginNotAllowed},
+		{"approved only: restored from it", doc(approved), lifecycle(0x5a), nil},
+		{"approved only: fresh", doc(approved), lifecycle(), ErrOriginNotAllowed},
+		{"approved only: restored from another", doc(approved), lifecycle(0x11), ErrOriginNotAllowed},
+		{"approved only: restored twice, once from another", doc(approved), lifecycle(0x5a, 0x11), ErrOriginNotAllowed},
+		{"approved only: from an unknown snapshot", doc(approved), lifecycle(0), ErrOriginNotAllowed},
+		{"either: fresh", doc(`{"fresh":true,"snapshots":["` + snap + `"]}`), lifecycle(), nil},
+		{"either: restored", doc(`{"fresh":true,"snapshots":["` + snap + `"]}`), lifecycle(0x5a), nil},
+		{"lifecycle not quoted", doc(`{"fresh":true}`), &vtpm.Claims{PCRs: map[int][]byte{}}, vtpm.ErrPolicy},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.doc.CheckOrigin(tc.claims)
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+				t.Fatalf("CheckOrigin() = %v, want %v", err, tc.wantErr)
+			}
+		})
 	}
 }
 

@@ -92,10 +92,20 @@ type Claims struct {
 	// Workloads are the policy's workloads whose reference values the
 	// evidence matches (with a policy).
 	Workloads []string `json:"workloads,omitempty"`
+	// Origin is how the guest started (vtpm, when the quote covers the
+	// lifecycle PCR of scc's trusted monitor).
+	Origin *Origin `json:"origin,omitempty"`
 
 	SNP  *snp.Claims  `json:"snp,omitempty"` // snp and sim
 	TDX  *tdx.Claims  `json:"tdx,omitempty"`
 	VTPM *vtpm.Claims `json:"vtpm,omitempty"`
+}
+
+// Origin is how a guest started: it booted fresh, or it was restored from
+// the snapshots listed (hex SHA-256 of each saved state, oldest first).
+type Origin struct {
+	Fresh        bool     `json:"fresh"`
+	RestoredFrom []string `json:"restored_from,omitempty"`
 }
 
 // SNPTCB is an SNP (or sim) REPORTED_TCB by component.
@@ -119,7 +129,8 @@ type TDXTCB struct {
 // Verify verifies evidence of type tee as opts say. Errors wrap the
 // backend's sentinels (snp.ErrSignature, tdx.ErrVerification, ...),
 // sim.ErrSimNotAllowed, policy.ErrTEENotAllowed,
-// policy.ErrReferenceMismatch, ErrUnknownTEE or ErrWrongTEE.
+// policy.ErrReferenceMismatch, policy.ErrOriginNotAllowed, ErrUnknownTEE
+// or ErrWrongTEE.
 func Verify(ctx context.Context, tee string, evidence []byte, opts Options) (*Claims, error) {
 	if err := checkTEE(tee, evidence); err != nil {
 		return nil, err

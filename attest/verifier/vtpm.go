@@ -29,11 +29,22 @@ func verifyVTPM(data []byte, opts Options) (*Claims, policy.Values, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if opts.Policy != nil {
+		if err := opts.Policy.CheckOrigin(vc); err != nil {
+			return nil, nil, err
+		}
+	}
 	c := &Claims{
 		TEE:        vtpm.TEE,
 		ReportData: hex.EncodeToString(vc.Nonce),
 		PlatformID: hex.EncodeToString(vc.AKDigest[:]),
 		VTPM:       vc,
+	}
+	if o, err := vtpm.OriginOf(vc); err == nil {
+		c.Origin = &Origin{Fresh: o.Fresh()}
+		for _, r := range o.Restores {
+			c.Origin.RestoredFrom = append(c.Origin.RestoredFrom, hex.EncodeToString(r.Snapshot[:]))
+		}
 	}
 	values := policy.Values{}
 	for p, v := range vc.PCRs {

@@ -30,5 +30,8 @@
 // Two event log formats are replayed: the TCG PC Client crypto-agile log
 // that firmware writes, and Log, scc's own log written by its trusted
 // monitor (see Log for its encoding). Verify tells them apart by Log's
-// magic.
+// magic. The monitor's PCRs and event types are in events.go: PCRBoot
+// holds what booted, PCRInitData the pod's init data and PCRLifecycle the
+// restores from snapshots, which OriginOf reads back from verified
+// claims.
 package vtpm

@@ -1,6 +1,8 @@
-// Command scc-agent is the guest agent: PID 1 of the guest VM, serving the
-// agent protocol on a virtio-serial port. Run as "scc-agent init" it is
-// libcontainer's container init instead.
+// Command scc-agent is the guest's init: run as PID 1 it is the trusted
+// monitor, which measures the guest and starts the agent; run as
+// "scc-agent agent" it is the agent, serving the agent protocol on a
+// virtio-serial port; run as "scc-agent init" it is libcontainer's
+// container init.
 package main
 
 import (
@@ -12,11 +14,17 @@ import (
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
 
 	guestagent "github.com/sccontainers/scc/guest-agent"
+	"github.com/sccontainers/scc/guest-agent/monitor"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "init" {
-		libcontainer.Init() // does not return
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "init":
+			libcontainer.Init() // does not return
+		case monitor.AgentArg:
+			guestagent.Main()
+		}
 	}
-	guestagent.Main()
+	monitor.Main()
 }

@@ -188,7 +188,7 @@ func checkTemplates(cfg shim.Config) finding {
 	if cfg.Snapshot.AutoCreate {
 		auto = ", made on first use"
 	}
-	return finding{name: "templates", ok: true, detail: fmt.Sprintf("on: %d in %s%s; VMs with a network device or a vTPM boot", len(ts), cfg.Snapshot.Dir, auto)}
+	return finding{name: "templates", ok: true, detail: fmt.Sprintf("on: %d in %s%s", len(ts), cfg.Snapshot.Dir, auto)}
 }
 
 // checkPool reports the start mode and the pool of ready VMs.

@@ -18,7 +18,7 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"attest":            {"verify attestation evidence: scc attest verify --tee snp|tdx|vtpm|sim --evidence FILE [flags]", runAttest},
+	"attest":            {"verify attestation evidence: scc attest verify --tee snp|tdx|vtpm|sim --evidence FILE [flags]; a VM's evidence: scc attest vm [--config FILE] [--nonce S] [--init-data FILE]", runAttest},
 	"bench":             {"measure container start against runc: scc bench [--runs N]", runBench},
 	"check":             {"report what this host can run", runCheck},
 	"guest":             {"build the guest image, or compute its launch measurements: scc guest build|measure [flags]", runGuest},

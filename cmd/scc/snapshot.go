@@ -33,14 +33,15 @@ func runSnapshot(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("template %s in %s (%v)\n", t.Key, t.Dir, time.Since(start).Round(time.Millisecond))
+		fmt.Printf("template %s in %s (%v), state sha256 %s\n", t.Key, t.Dir, time.Since(start).Round(time.Millisecond), t.Digest)
 	case "list":
 		ts, err := store.List()
 		if err != nil {
 			return err
 		}
 		for _, t := range ts {
-			fmt.Printf("%s  %s  %s\n", t.Key, t.Created.Format(time.RFC3339), t.Dir)
+			// The digest is what an attestation policy approves.
+			fmt.Printf("%s  %s  %s  sha256:%s\n", t.Key, t.Created.Format(time.RFC3339), t.Dir, t.Digest)
 		}
 	case "remove":
 		if fs.NArg() != 1 {

@@ -9,6 +9,7 @@ package agent
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"fmt"
 	"io"
 	"path"
@@ -26,6 +27,7 @@ import (
 	_ "github.com/opencontainers/cgroups/devices"
 
 	agentapi "github.com/sccontainers/scc/api/agent/v1"
+	monitorapi "github.com/sccontainers/scc/api/monitor/v1"
 	"github.com/sccontainers/scc/internal/forward"
 )
 
@@ -81,6 +83,10 @@ type Options struct {
 	// ImageDir holds the images pulled for confidential containers; it
 	// must be in guest memory.
 	ImageDir string
+	// Monitor is the guest's trusted monitor, which alone reaches the
+	// TPM: it gives evidence, binds init data and records restores. Nil
+	// when there is none (tests).
+	Monitor monitorapi.MonitorService
 }
 
 // Service implements agentapi.AgentService.
@@ -96,6 +102,9 @@ type Service struct {
 	oom    *oomEvents // OOM kills not yet collected by the host
 	ports  ports      // connections forwarded to the host
 	sysDir string     // the kernel's /sys/devices/system; tests change it
+
+	keyMu    sync.Mutex
+	identity *ecdsa.PrivateKey // the agent's key, made on first use; guarded by keyMu
 
 	mu         sync.Mutex
 	containers map[string]*container // by id, guarded by mu

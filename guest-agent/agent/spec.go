@@ -124,12 +124,13 @@ func newLibcontainerProcess(p *specs.Process, init bool) (*libcontainer.Process,
 		lp.ConsoleHeight = uint16(p.ConsoleSize.Height)
 	}
 	if c := p.Capabilities; c != nil {
+		b := boundingSet()
 		lp.Capabilities = &configs.Capabilities{
-			Bounding:    c.Bounding,
-			Effective:   c.Effective,
-			Inheritable: c.Inheritable,
-			Permitted:   c.Permitted,
-			Ambient:     c.Ambient,
+			Bounding:    withinBounds(c.Bounding, b),
+			Effective:   withinBounds(c.Effective, b),
+			Inheritable: withinBounds(c.Inheritable, b),
+			Permitted:   withinBounds(c.Permitted, b),
+			Ambient:     withinBounds(c.Ambient, b),
 		}
 	}
 	for _, g := range p.User.AdditionalGids {

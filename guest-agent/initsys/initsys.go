@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/containerd/log"
+	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -86,8 +87,11 @@ func Setup(ctx context.Context) error {
 	if err := makeDevLinks("/dev"); err != nil {
 		return err
 	}
-	return enableControllers(ctx, "/sys/fs/cgroup")
+	return EnableControllers(ctx, CgroupRoot)
 }
+
+// CgroupRoot is where Setup mounts the cgroup2 hierarchy.
+const CgroupRoot = "/sys/fs/cgroup"
 
 // SetHostname sets the guest's hostname.
 func SetHostname(name string) error {
@@ -148,15 +152,15 @@ func makeDevLinks(dev string) error {
 	return nil
 }
 
-// enableControllers delegates the available controllers in controllers to
-// the root cgroup's children.
-func enableControllers(ctx context.Context, root string) error {
-	data, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
+// EnableControllers delegates the available controllers in controllers
+// to the children of the cgroup at dir, which must hold no process.
+func EnableControllers(ctx context.Context, dir string) error {
+	data, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
 	if err != nil {
 		return fmt.Errorf("read cgroup controllers: %w", err)
 	}
 	available := strings.Fields(string(data))
-	control, err := os.OpenFile(filepath.Join(root, "cgroup.subtree_control"), os.O_WRONLY|os.O_APPEND, 0)
+	control, err := os.OpenFile(filepath.Join(dir, "cgroup.subtree_control"), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return fmt.Errorf("enable cgroup controllers: %w", err)
 	}
@@ -253,4 +257,30 @@ func LoopbackUp() error {
 		return fmt.Errorf("bring lo up: %w", err)
 	}
 	return nil
+}
+
+// Kernel command line parameters of the guest's init.
+const (
+	ParamLogLevel = "scc.log"      // logrus level, "info" by default
+	ParamHostname = "scc.hostname" // guest hostname, DefaultHostname by default
+)
+
+// DefaultHostname is the guest's hostname unless scc.hostname says
+// otherwise.
+const DefaultHostname = "scc"
+
+// ConfigureLogging sets the log level from the kernel command line
+// (scc.log). Logs go to stderr, which is the console in the guest.
+func ConfigureLogging(cmdline string) {
+	logrus.SetOutput(os.Stderr)
+	// The console is a terminal, but the host writes it to a file:
+	// no colours.
+	logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: log.RFC3339NanoFixed, DisableColors: true})
+	level, ok := CmdlineValue(cmdline, ParamLogLevel)
+	if !ok {
+		level = "info"
+	}
+	if err := log.SetLevel(level); err != nil {
+		log.L.WithError(err).Warn("bad log level")
+	}
 }

@@ -27,7 +27,7 @@ func TestEnableControllers(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(root, "cgroup.subtree_control"), nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := enableControllers(context.Background(), root); err != nil {
+			if err := EnableControllers(context.Background(), root); err != nil {
 				t.Fatal(err)
 			}
 			got, err := os.ReadFile(filepath.Join(root, "cgroup.subtree_control"))
@@ -42,8 +42,8 @@ func TestEnableControllers(t *testing.T) {
 }
 
 func TestEnableControllersNoCgroup2(t *testing.T) {
-	if err := enableControllers(context.Background(), t.TempDir()); err == nil {
-		t.Fatal("enableControllers succeeded without cgroup.controllers")
+	if err := EnableControllers(context.Background(), t.TempDir()); err == nil {
+		t.Fatal("EnableControllers succeeded without cgroup.controllers")
 	}
 }
 

@@ -8,38 +8,31 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-	"unsafe"
 
-	"github.com/opencontainers/runc/libcontainer/exeseal"
 	"golang.org/x/sys/unix"
 )
-
-// switchedEnv marks the agent that runs after SwitchRoot, so it does not
-// switch again.
-const switchedEnv = "SCC_ROOT_SWITCHED"
 
 // newRoot is where the tmpfs that becomes the root is mounted first.
 const newRoot = "/.root"
 
-// Switched reports whether this process runs on the root SwitchRoot made.
-func Switched() bool { return os.Getenv(switchedEnv) != "" }
-
-// SwitchRoot moves the initramfs contents onto a tmpfs, makes that tmpfs
-// the root and re-executes the agent from it; it returns only on error.
+// SwitchRoot moves the initramfs contents but the file keep (the running
+// executable, "/init") onto a tmpfs and makes that tmpfs the root of the
+// calling process, which carries on there.
 //
 // The kernel's initial rootfs cannot be pivoted away from, so on it every
 // container would have to be confined by chroot(2), which a process with
 // CAP_SYS_CHROOT can escape. On a tmpfs root, containers get pivot_root(2).
 // The initramfs files are removed as they are copied, so the guest does not
-// hold them twice.
-func SwitchRoot() error {
+// hold them twice; keep stays behind, where the running process's mapping
+// holds it anyway, and is reached through /proc/self/exe.
+func SwitchRoot(keep string) error {
 	if err := os.Mkdir(newRoot, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("switch root: %w", err)
 	}
 	if err := unix.Mount("tmpfs", newRoot, "tmpfs", 0, "mode=0755"); err != nil {
 		return fmt.Errorf("switch root: mount tmpfs: %w", err)
 	}
-	if err := moveTree("/", newRoot); err != nil {
+	if err := moveTree("/", newRoot, keep); err != nil {
 		return fmt.Errorf("switch root: %w", err)
 	}
 	if err := os.Chdir(newRoot); err != nil {
@@ -54,36 +47,13 @@ func SwitchRoot() error {
 	if err := os.Chdir("/"); err != nil {
 		return fmt.Errorf("switch root: %w", err)
 	}
-	self := "/init"
-	env := append(os.Environ(), switchedEnv+"=1")
-	// Run from a sealed in-memory copy of the agent: libcontainer starts
-	// every container's init from /proc/self/exe, and copies the binary
-	// for each one (so a container cannot overwrite it) unless the
-	// running executable already is such a copy. One copy at boot saves
-	// one per container.
-	if exe, err := os.Open(self); err == nil {
-		var size int64
-		if fi, err := exe.Stat(); err == nil {
-			size = fi.Size()
-		}
-		sealed, err := exeseal.CloneBinary(exe, size, "scc-agent", os.TempDir())
-		exe.Close()
-		if err == nil {
-			// /proc is not mounted yet: exec the file itself.
-			err = execFile(sealed, os.Args, env)
-			sealed.Close()
-		}
-		fmt.Fprintf(os.Stderr, "scc-agent: run from a sealed copy: %v\n", err)
-	}
-	if err := unix.Exec(self, os.Args, env); err != nil {
-		return fmt.Errorf("switch root: exec %s: %w", self, err)
-	}
 	return nil
 }
 
 // moveTree copies the tree at src (not crossing into other filesystems or
-// into dst) to dst, removing each file from src once copied.
-func moveTree(src, dst string) error {
+// into dst) to dst, removing each file from src once copied. The file at
+// keep (a path below src) is neither copied nor removed.
+func moveTree(src, dst, keep string) error {
 	var rootDev uint64
 	if fi, err := os.Lstat(src); err == nil {
 		rootDev = fi.Sys().(*syscall.Stat_t).Dev
@@ -95,6 +65,9 @@ func moveTree(src, dst string) error {
 		}
 		if p == dst {
 			return filepath.SkipDir
+		}
+		if p == keep {
+			return nil
 		}
 		fi, err := d.Info()
 		if err != nil {
@@ -170,24 +143,4 @@ func copyFile(src, dst string, perm fs.FileMode) error {
 		return err
 	}
 	return out.Close()
-}
-
-// execFile is execveat(fd, "", argv, envv, AT_EMPTY_PATH): exec an open
-// file without a path to it.
-func execFile(f *os.File, argv, envv []string) error {
-	argvp, err := syscall.SlicePtrFromStrings(argv)
-	if err != nil {
-		return err
-	}
-	envvp, err := syscall.SlicePtrFromStrings(envv)
-	if err != nil {
-		return err
-	}
-	empty, err := syscall.BytePtrFromString("")
-	if err != nil {
-		return err
-	}
-	_, _, errno := unix.Syscall6(unix.SYS_EXECVEAT, f.Fd(), uintptr(unsafe.Pointer(empty)),
-		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envvp[0])), unix.AT_EMPTY_PATH, 0)
-	return fmt.Errorf("execveat: %w", errno)
 }

@@ -29,9 +29,18 @@ func TestMoveTree(t *testing.T) {
 	if err := os.Mkdir(dst, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := moveTree(src, dst); err != nil {
+	keep := filepath.Join(src, "init")
+	if err := moveTree(src, dst, keep); err != nil {
 		t.Fatal(err)
 	}
+	// The running executable stays where it is, and only there.
+	if b, err := os.ReadFile(keep); err != nil || string(b) != "agent" {
+		t.Errorf("kept file: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "init")); !os.IsNotExist(err) {
+		t.Errorf("kept file copied too: %v", err)
+	}
+	delete(files, "init")
 	for name, body := range files {
 		got, err := os.ReadFile(filepath.Join(dst, name))
 		if err != nil || string(got) != body {
@@ -41,14 +50,14 @@ func TestMoveTree(t *testing.T) {
 			t.Errorf("%s still in the source after the move", name)
 		}
 	}
-	if fi, err := os.Stat(filepath.Join(dst, "init")); err != nil || fi.Mode().Perm() != 0o755 {
-		t.Errorf("init lost its mode: %v %v", fi, err)
+	if fi, err := os.Stat(filepath.Join(dst, "etc/scc/modules")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("a file lost its mode: %v %v", fi, err)
 	}
 	if l, err := os.Readlink(filepath.Join(dst, "sbin-init")); err != nil || l != "init" {
 		t.Errorf("symlink: %q %v", l, err)
 	}
 	left, _ := os.ReadDir(src)
-	if len(left) != 1 || left[0].Name() != ".root" {
-		t.Errorf("source keeps %v, want only the destination", left)
+	if len(left) != 2 || left[0].Name() != ".root" || left[1].Name() != "init" {
+		t.Errorf("source keeps %v, want only the destination and the kept file", left)
 	}
 }

@@ -63,3 +63,13 @@ func lookup(sysDir, name string) (string, error) {
 	}
 	return "", nil
 }
+
+// Lookup returns the device path of the port called name, or "" if the
+// guest has no such port (yet).
+func Lookup(sysDir, name string) (string, error) {
+	dev, err := lookup(sysDir, name)
+	if dev == "" || err != nil {
+		return "", err
+	}
+	return filepath.Join("/dev", dev), nil
+}

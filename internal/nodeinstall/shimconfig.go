@@ -22,7 +22,8 @@ guest_dir = GUEST_DIR
 
 [vm]
 qemu = "qemu-system-x86_64"
-firmware = "/usr/share/qemu/qboot.rom"
+firmware = "/usr/share/seabios/bios-256k.bin"
+vmgenid = true
 accel = "auto"
 vcpus = 1
 memory_mib = 512

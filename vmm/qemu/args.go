@@ -8,6 +8,9 @@ import (
 	"github.com/sccontainers/scc/vmm"
 )
 
+// agentPortID is the QEMU device id of the agent's virtio-serial port.
+const agentPortID = "agentport"
+
 // Names of the QEMU-specific files in vmm.Config.StateDir.
 const (
 	QMPSocketName = "qmp.sock"
@@ -86,7 +89,7 @@ func args(cfg vmm.Config, incoming string) ([]string, error) {
 		"-pidfile", filepath.Join(dir, PidFileName),
 		"-device", "virtio-serial-pci,id=vser0",
 		"-chardev", "socket,id=agent,path="+cfg.AgentAddr()+",server=on,wait=off",
-		"-device", "virtserialport,bus=vser0.0,chardev=agent,id=agentport,name="+cfg.AgentPort,
+		"-device", "virtserialport,bus=vser0.0,chardev=agent,id="+agentPortID+",name="+cfg.AgentPort,
 	)
 	if cfg.ForwardPort != "" {
 		a = append(a,
@@ -94,12 +97,22 @@ func args(cfg vmm.Config, incoming string) ([]string, error) {
 			"-device", "virtserialport,bus=vser0.0,chardev=forward,id=forwardport,name="+cfg.ForwardPort,
 		)
 	}
-	if cfg.TPM != nil {
+	switch {
+	case cfg.TPM != nil && cfg.TPM.Port != "":
+		a = append(a,
+			"-chardev", "socket,id=chrtpm,path="+cfg.TPM.Socket,
+			"-device", "virtserialport,bus=vser0.0,chardev=chrtpm,id=tpmport,name="+cfg.TPM.Port,
+		)
+	case cfg.TPM != nil:
 		a = append(a,
 			"-chardev", "socket,id=chrtpm,path="+cfg.TPM.Socket,
 			"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
 			"-device", "tpm-crb,tpmdev=tpm0",
 		)
+	}
+	if cfg.VMGenID {
+		// A new value at every QEMU start, restores included.
+		a = append(a, "-device", "vmgenid,guid=auto")
 	}
 	// Tap files are passed as extra files: the first is fd 3.
 	if cfg.HotplugPorts > 0 {

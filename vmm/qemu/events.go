@@ -8,10 +8,12 @@ import (
 	"github.com/containerd/errdefs"
 )
 
-// WaitPortOpen blocks until the guest opens a virtio-serial port (QMP's
-// VSERPORT_CHANGE with open=true). The guest agent opens its port when it
-// is ready to serve, so this tells a booted guest without connecting to
-// the port. It must be the only reader of the VM's QMP events.
+// WaitPortOpen blocks until the guest opens the agent's virtio-serial
+// port (QMP's VSERPORT_CHANGE with open=true for its device). The guest
+// agent opens its port when it is ready to serve, so this tells a booted
+// guest without connecting to the port; other ports (the vTPM's, which
+// the guest opens earlier in its boot) do not count. It must be the only
+// reader of the VM's QMP events.
 func (v *VM) WaitPortOpen(ctx context.Context) error {
 	c := v.client()
 	if c == nil {
@@ -24,9 +26,10 @@ func (v *VM) WaitPortOpen(ctx context.Context) error {
 				continue
 			}
 			var d struct {
-				Open bool `json:"open"`
+				ID   string `json:"id"`
+				Open bool   `json:"open"`
 			}
-			if json.Unmarshal(e.Data, &d) == nil && d.Open {
+			if json.Unmarshal(e.Data, &d) == nil && d.Open && d.ID == agentPortID {
 				return nil
 			}
 		case <-v.done:

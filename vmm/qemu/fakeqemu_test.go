@@ -28,6 +28,7 @@ const (
 	fakePoweroff   = "poweroff"    // serve QMP, then exit 0 after a moment, like a guest poweroff
 	fakeIgnoreQuit = "ignore-quit" // answer quit but keep running
 	fakeNoQMP      = "no-qmp"      // never open the QMP socket
+	fakePorts      = "ports"       // the guest opens the vTPM's port, then later the agent's
 )
 
 // fakeShimEnv makes the test binary act as a shim that starts a fake QEMU
@@ -174,6 +175,19 @@ func fakeQEMU(mode string, args []string) int {
 				switch req.Execute {
 				case "qmp_capabilities":
 					reply(struct{}{})
+					if mode == fakePorts {
+						port := func(id string) {
+							send(map[string]any{"event": "VSERPORT_CHANGE", "data": map[string]any{"id": id, "open": true},
+								"timestamp": map[string]int64{"seconds": time.Now().Unix(), "microseconds": 0}})
+						}
+						port("tpmport")
+						go func() {
+							time.Sleep(300 * time.Millisecond)
+							mu.Lock()
+							defer mu.Unlock()
+							port(agentPortID)
+						}()
+					}
 				case "query-status":
 					reply(map[string]any{"status": status, "running": status == "running"})
 				case "stop":

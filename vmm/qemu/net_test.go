@@ -51,3 +51,36 @@ func TestArgsTPM(t *testing.T) {
 		t.Errorf("argv lacks %q:\n%s", want, got)
 	}
 }
+
+func TestArgsTPMChannel(t *testing.T) {
+	cfg := baseConfig()
+	cfg.TPM = &vmm.TPM{Socket: "/run/scc/c1/tpm/swtpm-cmd.sock", Port: "io.scc.tpm"}
+	argv, err := Args(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(argv, " ")
+	want := "-chardev socket,id=chrtpm,path=/run/scc/c1/tpm/swtpm-cmd.sock -device virtserialport,bus=vser0.0,chardev=chrtpm,id=tpmport,name=io.scc.tpm"
+	if !strings.Contains(got, want) {
+		t.Errorf("argv lacks %q:\n%s", want, got)
+	}
+	if strings.Contains(got, "tpm-crb") {
+		t.Errorf("a TPM channel also made a TPM device:\n%s", got)
+	}
+}
+
+func TestArgsVMGenID(t *testing.T) {
+	cfg := baseConfig()
+	cfg.VMGenID = true
+	for _, f := range []func(vmm.Config) ([]string, error){Args, restoreArgs} {
+		argv, err := f(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// guid=auto: QEMU draws a new generation ID at every start,
+		// restores included.
+		if got := strings.Join(argv, " "); !strings.Contains(got, "-device vmgenid,guid=auto") {
+			t.Errorf("argv lacks the vmgenid device:\n%s", got)
+		}
+	}
+}

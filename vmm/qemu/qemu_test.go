@@ -149,6 +149,24 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
+// The template of a VM with a vTPM must be saved once the agent is up, not
+// when the guest's monitor opens the vTPM's port early in its boot.
+func TestWaitPortOpenWaitsForTheAgentsPort(t *testing.T) {
+	v := newFakeVM(t, fakePorts)
+	ctx := ctxT(t)
+	start := time.Now()
+	if err := v.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { v.Stop(context.Background()) })
+	if err := v.WaitPortOpen(ctx); err != nil {
+		t.Fatalf("WaitPortOpen: %v", err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("WaitPortOpen returned after %v, on the vTPM's port", d)
+	}
+}
+
 func TestStartFailsWhenQEMUExits(t *testing.T) {
 	v := newFakeVM(t, fakeBadArgs)
 	err := v.Start(ctxT(t))

@@ -1418,7 +1418,12 @@ type RestoredRequest struct {
 	// entropy is fresh random bytes from the host (at least 32).
 	Entropy []byte `protobuf:"bytes,1,opt,name=entropy,proto3" json:"entropy,omitempty"`
 	// time is the host's wall clock.
-	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// snapshot_digest is the SHA-256 of the snapshot's saved state.
+	SnapshotDigest []byte `protobuf:"bytes,3,opt,name=snapshot_digest,json=snapshotDigest,proto3" json:"snapshot_digest,omitempty"`
+	// nonce is the host's random value for this restore (32 bytes),
+	// recorded with the snapshot digest in the TPM.
+	Nonce         []byte `protobuf:"bytes,4,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1467,6 +1472,181 @@ func (x *RestoredRequest) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RestoredRequest) GetSnapshotDigest() []byte {
+	if x != nil {
+		return x.SnapshotDigest
+	}
+	return nil
+}
+
+func (x *RestoredRequest) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+type GetEvidenceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// nonce is the verifier's challenge (at most 1024 bytes).
+	Nonce         string `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEvidenceRequest) Reset() {
+	*x = GetEvidenceRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEvidenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEvidenceRequest) ProtoMessage() {}
+
+func (x *GetEvidenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEvidenceRequest.ProtoReflect.Descriptor instead.
+func (*GetEvidenceRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetEvidenceRequest) GetNonce() string {
+	if x != nil {
+		return x.Nonce
+	}
+	return ""
+}
+
+type GetEvidenceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// tee names the evidence's type: "snp", "tdx", "vtpm" or "sim".
+	Tee string `protobuf:"bytes,1,opt,name=tee,proto3" json:"tee,omitempty"`
+	// evidence is the TEE's evidence JSON, as a key broker receives it.
+	Evidence []byte `protobuf:"bytes,2,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	// public_key is the agent's public key, DER SubjectPublicKeyInfo.
+	PublicKey []byte `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// tpm_ek_public is the TPMT_PUBLIC of the vTPM's endorsement key.
+	TpmEkPublic   []byte `protobuf:"bytes,4,opt,name=tpm_ek_public,json=tpmEkPublic,proto3" json:"tpm_ek_public,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEvidenceResponse) Reset() {
+	*x = GetEvidenceResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEvidenceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEvidenceResponse) ProtoMessage() {}
+
+func (x *GetEvidenceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEvidenceResponse.ProtoReflect.Descriptor instead.
+func (*GetEvidenceResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetEvidenceResponse) GetTee() string {
+	if x != nil {
+		return x.Tee
+	}
+	return ""
+}
+
+func (x *GetEvidenceResponse) GetEvidence() []byte {
+	if x != nil {
+		return x.Evidence
+	}
+	return nil
+}
+
+func (x *GetEvidenceResponse) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *GetEvidenceResponse) GetTpmEkPublic() []byte {
+	if x != nil {
+		return x.TpmEkPublic
+	}
+	return nil
+}
+
+type SetInitDataRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	InitData      []byte                 `protobuf:"bytes,1,opt,name=init_data,json=initData,proto3" json:"init_data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetInitDataRequest) Reset() {
+	*x = SetInitDataRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetInitDataRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetInitDataRequest) ProtoMessage() {}
+
+func (x *SetInitDataRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetInitDataRequest.ProtoReflect.Descriptor instead.
+func (*SetInitDataRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SetInitDataRequest) GetInitData() []byte {
+	if x != nil {
+		return x.InitData
+	}
+	return nil
+}
+
 type Interface struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// mac is the address of the guest's virtio-net interface.
@@ -1481,7 +1661,7 @@ type Interface struct {
 
 func (x *Interface) Reset() {
 	*x = Interface{}
-	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1673,7 @@ func (x *Interface) String() string {
 func (*Interface) ProtoMessage() {}
 
 func (x *Interface) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1686,7 @@ func (x *Interface) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interface.ProtoReflect.Descriptor instead.
 func (*Interface) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Interface) GetMac() string {
@@ -1550,7 +1730,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1742,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1755,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Route) GetDestination() string {
@@ -1609,7 +1789,7 @@ type ConfigureNetworkRequest struct {
 
 func (x *ConfigureNetworkRequest) Reset() {
 	*x = ConfigureNetworkRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1801,7 @@ func (x *ConfigureNetworkRequest) String() string {
 func (*ConfigureNetworkRequest) ProtoMessage() {}
 
 func (x *ConfigureNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1814,7 @@ func (x *ConfigureNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureNetworkRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ConfigureNetworkRequest) GetInterfaces() []*Interface {
@@ -1663,7 +1843,7 @@ type ConfigureSandboxRequest struct {
 
 func (x *ConfigureSandboxRequest) Reset() {
 	*x = ConfigureSandboxRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1855,7 @@ func (x *ConfigureSandboxRequest) String() string {
 func (*ConfigureSandboxRequest) ProtoMessage() {}
 
 func (x *ConfigureSandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1868,7 @@ func (x *ConfigureSandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureSandboxRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureSandboxRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ConfigureSandboxRequest) GetHostname() string {
@@ -1714,7 +1894,7 @@ type DialPortRequest struct {
 
 func (x *DialPortRequest) Reset() {
 	*x = DialPortRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1726,7 +1906,7 @@ func (x *DialPortRequest) String() string {
 func (*DialPortRequest) ProtoMessage() {}
 
 func (x *DialPortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +1919,7 @@ func (x *DialPortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DialPortRequest.ProtoReflect.Descriptor instead.
 func (*DialPortRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DialPortRequest) GetPort() uint32 {
@@ -1758,7 +1938,7 @@ type DialPortResponse struct {
 
 func (x *DialPortResponse) Reset() {
 	*x = DialPortResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_agent_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1950,7 @@ func (x *DialPortResponse) String() string {
 func (*DialPortResponse) ProtoMessage() {}
 
 func (x *DialPortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_agent_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +1963,7 @@ func (x *DialPortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DialPortResponse.ProtoReflect.Descriptor instead.
 func (*DialPortResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DialPortResponse) GetId() uint64 {
@@ -1804,7 +1984,7 @@ type WritePortRequest struct {
 
 func (x *WritePortRequest) Reset() {
 	*x = WritePortRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_agent_v1_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +1996,7 @@ func (x *WritePortRequest) String() string {
 func (*WritePortRequest) ProtoMessage() {}
 
 func (x *WritePortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_agent_v1_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +2009,7 @@ func (x *WritePortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WritePortRequest.ProtoReflect.Descriptor instead.
 func (*WritePortRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WritePortRequest) GetId() uint64 {
@@ -1864,7 +2044,7 @@ type ReadPortRequest struct {
 
 func (x *ReadPortRequest) Reset() {
 	*x = ReadPortRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_agent_v1_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +2056,7 @@ func (x *ReadPortRequest) String() string {
 func (*ReadPortRequest) ProtoMessage() {}
 
 func (x *ReadPortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_agent_v1_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +2069,7 @@ func (x *ReadPortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadPortRequest.ProtoReflect.Descriptor instead.
 func (*ReadPortRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{32}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReadPortRequest) GetId() uint64 {
@@ -1915,7 +2095,7 @@ type ClosePortRequest struct {
 
 func (x *ClosePortRequest) Reset() {
 	*x = ClosePortRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_agent_v1_agent_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +2107,7 @@ func (x *ClosePortRequest) String() string {
 func (*ClosePortRequest) ProtoMessage() {}
 
 func (x *ClosePortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_agent_v1_agent_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1940,7 +2120,7 @@ func (x *ClosePortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClosePortRequest.ProtoReflect.Descriptor instead.
 func (*ClosePortRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{33}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ClosePortRequest) GetId() uint64 {
@@ -1960,7 +2140,7 @@ type OnlineResourcesRequest struct {
 
 func (x *OnlineResourcesRequest) Reset() {
 	*x = OnlineResourcesRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_agent_v1_agent_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2152,7 @@ func (x *OnlineResourcesRequest) String() string {
 func (*OnlineResourcesRequest) ProtoMessage() {}
 
 func (x *OnlineResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_agent_v1_agent_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2165,7 @@ func (x *OnlineResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnlineResourcesRequest.ProtoReflect.Descriptor instead.
 func (*OnlineResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{34}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *OnlineResourcesRequest) GetVcpus() uint32 {
@@ -2014,7 +2194,7 @@ type OnlineResourcesResponse struct {
 
 func (x *OnlineResourcesResponse) Reset() {
 	*x = OnlineResourcesResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[35]
+	mi := &file_agent_v1_agent_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2026,7 +2206,7 @@ func (x *OnlineResourcesResponse) String() string {
 func (*OnlineResourcesResponse) ProtoMessage() {}
 
 func (x *OnlineResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[35]
+	mi := &file_agent_v1_agent_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2039,7 +2219,7 @@ func (x *OnlineResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnlineResourcesResponse.ProtoReflect.Descriptor instead.
 func (*OnlineResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{35}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *OnlineResourcesResponse) GetVcpus() uint32 {
@@ -2150,10 +2330,22 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x14\n" +
 	"\x05width\x18\x03 \x01(\rR\x05width\x12\x16\n" +
-	"\x06height\x18\x04 \x01(\rR\x06height\"[\n" +
+	"\x06height\x18\x04 \x01(\rR\x06height\"\x9a\x01\n" +
 	"\x0fRestoredRequest\x12\x18\n" +
 	"\aentropy\x18\x01 \x01(\fR\aentropy\x12.\n" +
-	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"a\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12'\n" +
+	"\x0fsnapshot_digest\x18\x03 \x01(\fR\x0esnapshotDigest\x12\x14\n" +
+	"\x05nonce\x18\x04 \x01(\fR\x05nonce\"*\n" +
+	"\x12GetEvidenceRequest\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\tR\x05nonce\"\x86\x01\n" +
+	"\x13GetEvidenceResponse\x12\x10\n" +
+	"\x03tee\x18\x01 \x01(\tR\x03tee\x12\x1a\n" +
+	"\bevidence\x18\x02 \x01(\fR\bevidence\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x03 \x01(\fR\tpublicKey\x12\"\n" +
+	"\rtpm_ek_public\x18\x04 \x01(\fR\vtpmEkPublic\"1\n" +
+	"\x12SetInitDataRequest\x12\x1b\n" +
+	"\tinit_data\x18\x01 \x01(\fR\binitData\"a\n" +
 	"\tInterface\x12\x10\n" +
 	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -2195,7 +2387,7 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x17OnlineResourcesResponse\x12\x14\n" +
 	"\x05vcpus\x18\x01 \x01(\rR\x05vcpus\x12\x1d\n" +
 	"\n" +
-	"memory_mib\x18\x02 \x01(\x04R\tmemoryMib2\xa7\x10\n" +
+	"memory_mib\x18\x02 \x01(\x04R\tmemoryMib2\xc4\x11\n" +
 	"\x05Agent\x12=\n" +
 	"\x04Ping\x12\x19.scc.agent.v1.PingRequest\x1a\x1a.scc.agent.v1.PingResponse\x12O\n" +
 	"\x0fCreateContainer\x12$.scc.agent.v1.CreateContainerRequest\x1a\x16.google.protobuf.Empty\x12R\n" +
@@ -2220,7 +2412,9 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"ReadStderr\x12\x1f.scc.agent.v1.ReadOutputRequest\x1a .scc.agent.v1.ReadOutputResponse\x12C\n" +
 	"\tResizePty\x12\x1e.scc.agent.v1.ResizePtyRequest\x1a\x16.google.protobuf.Empty\x12A\n" +
-	"\bRestored\x12\x1d.scc.agent.v1.RestoredRequest\x1a\x16.google.protobuf.Empty\x12Q\n" +
+	"\bRestored\x12\x1d.scc.agent.v1.RestoredRequest\x1a\x16.google.protobuf.Empty\x12R\n" +
+	"\vGetEvidence\x12 .scc.agent.v1.GetEvidenceRequest\x1a!.scc.agent.v1.GetEvidenceResponse\x12G\n" +
+	"\vSetInitData\x12 .scc.agent.v1.SetInitDataRequest\x1a\x16.google.protobuf.Empty\x12Q\n" +
 	"\x10ConfigureNetwork\x12%.scc.agent.v1.ConfigureNetworkRequest\x1a\x16.google.protobuf.Empty\x12Q\n" +
 	"\x10ConfigureSandbox\x12%.scc.agent.v1.ConfigureSandboxRequest\x1a\x16.google.protobuf.Empty\x12I\n" +
 	"\bDialPort\x12\x1d.scc.agent.v1.DialPortRequest\x1a\x1e.scc.agent.v1.DialPortResponse\x12M\n" +
@@ -2241,7 +2435,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(*PingRequest)(nil),             // 0: scc.agent.v1.PingRequest
 	(*PingResponse)(nil),            // 1: scc.agent.v1.PingResponse
@@ -2268,33 +2462,36 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*ReadOutputResponse)(nil),      // 22: scc.agent.v1.ReadOutputResponse
 	(*ResizePtyRequest)(nil),        // 23: scc.agent.v1.ResizePtyRequest
 	(*RestoredRequest)(nil),         // 24: scc.agent.v1.RestoredRequest
-	(*Interface)(nil),               // 25: scc.agent.v1.Interface
-	(*Route)(nil),                   // 26: scc.agent.v1.Route
-	(*ConfigureNetworkRequest)(nil), // 27: scc.agent.v1.ConfigureNetworkRequest
-	(*ConfigureSandboxRequest)(nil), // 28: scc.agent.v1.ConfigureSandboxRequest
-	(*DialPortRequest)(nil),         // 29: scc.agent.v1.DialPortRequest
-	(*DialPortResponse)(nil),        // 30: scc.agent.v1.DialPortResponse
-	(*WritePortRequest)(nil),        // 31: scc.agent.v1.WritePortRequest
-	(*ReadPortRequest)(nil),         // 32: scc.agent.v1.ReadPortRequest
-	(*ClosePortRequest)(nil),        // 33: scc.agent.v1.ClosePortRequest
-	(*OnlineResourcesRequest)(nil),  // 34: scc.agent.v1.OnlineResourcesRequest
-	(*OnlineResourcesResponse)(nil), // 35: scc.agent.v1.OnlineResourcesResponse
-	nil,                             // 36: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
-	(*GuestImage)(nil),              // 37: scc.agent.v1.GuestImage
-	(*timestamppb.Timestamp)(nil),   // 38: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),           // 39: google.protobuf.Empty
+	(*GetEvidenceRequest)(nil),      // 25: scc.agent.v1.GetEvidenceRequest
+	(*GetEvidenceResponse)(nil),     // 26: scc.agent.v1.GetEvidenceResponse
+	(*SetInitDataRequest)(nil),      // 27: scc.agent.v1.SetInitDataRequest
+	(*Interface)(nil),               // 28: scc.agent.v1.Interface
+	(*Route)(nil),                   // 29: scc.agent.v1.Route
+	(*ConfigureNetworkRequest)(nil), // 30: scc.agent.v1.ConfigureNetworkRequest
+	(*ConfigureSandboxRequest)(nil), // 31: scc.agent.v1.ConfigureSandboxRequest
+	(*DialPortRequest)(nil),         // 32: scc.agent.v1.DialPortRequest
+	(*DialPortResponse)(nil),        // 33: scc.agent.v1.DialPortResponse
+	(*WritePortRequest)(nil),        // 34: scc.agent.v1.WritePortRequest
+	(*ReadPortRequest)(nil),         // 35: scc.agent.v1.ReadPortRequest
+	(*ClosePortRequest)(nil),        // 36: scc.agent.v1.ClosePortRequest
+	(*OnlineResourcesRequest)(nil),  // 37: scc.agent.v1.OnlineResourcesRequest
+	(*OnlineResourcesResponse)(nil), // 38: scc.agent.v1.OnlineResourcesResponse
+	nil,                             // 39: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	(*GuestImage)(nil),              // 40: scc.agent.v1.GuestImage
+	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),           // 42: google.protobuf.Empty
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: scc.agent.v1.CreateContainerRequest.rootfs:type_name -> scc.agent.v1.Mount
 	4,  // 1: scc.agent.v1.CreateContainerRequest.stdio:type_name -> scc.agent.v1.StdioConfig
-	37, // 2: scc.agent.v1.CreateContainerRequest.image:type_name -> scc.agent.v1.GuestImage
+	40, // 2: scc.agent.v1.CreateContainerRequest.image:type_name -> scc.agent.v1.GuestImage
 	4,  // 3: scc.agent.v1.ExecProcessRequest.stdio:type_name -> scc.agent.v1.StdioConfig
-	38, // 4: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
+	41, // 4: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
 	15, // 5: scc.agent.v1.StatsResponse.memory_events:type_name -> scc.agent.v1.MemoryEvents
-	38, // 6: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
-	25, // 7: scc.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> scc.agent.v1.Interface
-	26, // 8: scc.agent.v1.ConfigureNetworkRequest.routes:type_name -> scc.agent.v1.Route
-	36, // 9: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	41, // 6: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
+	28, // 7: scc.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> scc.agent.v1.Interface
+	29, // 8: scc.agent.v1.ConfigureNetworkRequest.routes:type_name -> scc.agent.v1.Route
+	39, // 9: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
 	0,  // 10: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
 	3,  // 11: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
 	5,  // 12: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
@@ -2315,42 +2512,46 @@ var file_agent_v1_agent_proto_depIdxs = []int32{
 	21, // 27: scc.agent.v1.Agent.ReadStderr:input_type -> scc.agent.v1.ReadOutputRequest
 	23, // 28: scc.agent.v1.Agent.ResizePty:input_type -> scc.agent.v1.ResizePtyRequest
 	24, // 29: scc.agent.v1.Agent.Restored:input_type -> scc.agent.v1.RestoredRequest
-	27, // 30: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
-	28, // 31: scc.agent.v1.Agent.ConfigureSandbox:input_type -> scc.agent.v1.ConfigureSandboxRequest
-	29, // 32: scc.agent.v1.Agent.DialPort:input_type -> scc.agent.v1.DialPortRequest
-	31, // 33: scc.agent.v1.Agent.WritePort:input_type -> scc.agent.v1.WritePortRequest
-	32, // 34: scc.agent.v1.Agent.ReadPort:input_type -> scc.agent.v1.ReadPortRequest
-	33, // 35: scc.agent.v1.Agent.ClosePort:input_type -> scc.agent.v1.ClosePortRequest
-	34, // 36: scc.agent.v1.Agent.OnlineResources:input_type -> scc.agent.v1.OnlineResourcesRequest
-	1,  // 37: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
-	39, // 38: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
-	6,  // 39: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
-	6,  // 40: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
-	11, // 41: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
-	39, // 42: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
-	39, // 43: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
-	39, // 44: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
-	39, // 45: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
-	39, // 46: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
-	13, // 47: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
-	14, // 48: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
-	39, // 49: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
-	17, // 50: scc.agent.v1.Agent.GetOOMEvent:output_type -> scc.agent.v1.OOMEvent
-	20, // 51: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
-	39, // 52: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
-	22, // 53: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
-	22, // 54: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
-	39, // 55: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
-	39, // 56: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
-	39, // 57: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
-	39, // 58: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
-	30, // 59: scc.agent.v1.Agent.DialPort:output_type -> scc.agent.v1.DialPortResponse
-	20, // 60: scc.agent.v1.Agent.WritePort:output_type -> scc.agent.v1.WriteStdinResponse
-	22, // 61: scc.agent.v1.Agent.ReadPort:output_type -> scc.agent.v1.ReadOutputResponse
-	39, // 62: scc.agent.v1.Agent.ClosePort:output_type -> google.protobuf.Empty
-	35, // 63: scc.agent.v1.Agent.OnlineResources:output_type -> scc.agent.v1.OnlineResourcesResponse
-	37, // [37:64] is the sub-list for method output_type
-	10, // [10:37] is the sub-list for method input_type
+	25, // 30: scc.agent.v1.Agent.GetEvidence:input_type -> scc.agent.v1.GetEvidenceRequest
+	27, // 31: scc.agent.v1.Agent.SetInitData:input_type -> scc.agent.v1.SetInitDataRequest
+	30, // 32: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
+	31, // 33: scc.agent.v1.Agent.ConfigureSandbox:input_type -> scc.agent.v1.ConfigureSandboxRequest
+	32, // 34: scc.agent.v1.Agent.DialPort:input_type -> scc.agent.v1.DialPortRequest
+	34, // 35: scc.agent.v1.Agent.WritePort:input_type -> scc.agent.v1.WritePortRequest
+	35, // 36: scc.agent.v1.Agent.ReadPort:input_type -> scc.agent.v1.ReadPortRequest
+	36, // 37: scc.agent.v1.Agent.ClosePort:input_type -> scc.agent.v1.ClosePortRequest
+	37, // 38: scc.agent.v1.Agent.OnlineResources:input_type -> scc.agent.v1.OnlineResourcesRequest
+	1,  // 39: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
+	42, // 40: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
+	6,  // 41: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
+	6,  // 42: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
+	11, // 43: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
+	42, // 44: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
+	42, // 45: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
+	42, // 46: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
+	42, // 47: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
+	42, // 48: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
+	13, // 49: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
+	14, // 50: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
+	42, // 51: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
+	17, // 52: scc.agent.v1.Agent.GetOOMEvent:output_type -> scc.agent.v1.OOMEvent
+	20, // 53: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
+	42, // 54: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
+	22, // 55: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
+	22, // 56: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
+	42, // 57: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
+	42, // 58: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
+	26, // 59: scc.agent.v1.Agent.GetEvidence:output_type -> scc.agent.v1.GetEvidenceResponse
+	42, // 60: scc.agent.v1.Agent.SetInitData:output_type -> google.protobuf.Empty
+	42, // 61: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
+	42, // 62: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
+	33, // 63: scc.agent.v1.Agent.DialPort:output_type -> scc.agent.v1.DialPortResponse
+	20, // 64: scc.agent.v1.Agent.WritePort:output_type -> scc.agent.v1.WriteStdinResponse
+	22, // 65: scc.agent.v1.Agent.ReadPort:output_type -> scc.agent.v1.ReadOutputResponse
+	42, // 66: scc.agent.v1.Agent.ClosePort:output_type -> google.protobuf.Empty
+	38, // 67: scc.agent.v1.Agent.OnlineResources:output_type -> scc.agent.v1.OnlineResourcesResponse
+	39, // [39:68] is the sub-list for method output_type
+	10, // [10:39] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -2368,7 +2569,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,8 @@ type AgentService interface {
 	ReadStderr(context.Context, *ReadOutputRequest) (*ReadOutputResponse, error)
 	ResizePty(context.Context, *ResizePtyRequest) (*emptypb.Empty, error)
 	Restored(context.Context, *RestoredRequest) (*emptypb.Empty, error)
+	GetEvidence(context.Context, *GetEvidenceRequest) (*GetEvidenceResponse, error)
+	SetInitData(context.Context, *SetInitDataRequest) (*emptypb.Empty, error)
 	ConfigureNetwork(context.Context, *ConfigureNetworkRequest) (*emptypb.Empty, error)
 	ConfigureSandbox(context.Context, *ConfigureSandboxRequest) (*emptypb.Empty, error)
 	DialPort(context.Context, *DialPortRequest) (*DialPortResponse, error)
@@ -180,6 +182,20 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.Restored(ctx, &req)
+			},
+			"GetEvidence": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req GetEvidenceRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.GetEvidence(ctx, &req)
+			},
+			"SetInitData": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req SetInitDataRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.SetInitData(ctx, &req)
 			},
 			"ConfigureNetwork": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req ConfigureNetworkRequest
@@ -399,6 +415,22 @@ func (c *agentClient) ResizePty(ctx context.Context, req *ResizePtyRequest) (*em
 func (c *agentClient) Restored(ctx context.Context, req *RestoredRequest) (*emptypb.Empty, error) {
 	var resp emptypb.Empty
 	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "Restored", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) GetEvidence(ctx context.Context, req *GetEvidenceRequest) (*GetEvidenceResponse, error) {
+	var resp GetEvidenceResponse
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "GetEvidence", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) SetInitData(ctx context.Context, req *SetInitDataRequest) (*emptypb.Empty, error) {
+	var resp emptypb.Empty
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "SetInitData", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -1,0 +1,148 @@
+package vtpm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"slices"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// PCRs scc's trusted monitor extends, in the SHA-256 bank. They are the
+// ones the boot loader and the OS use on a PC (8 to 15), not the
+// firmware's (0 to 7), nor IMA's (10), nor the resettable debug and
+// application PCRs (16, 23).
+const (
+	// PCRBoot holds what booted: the kernel, its command line, the
+	// initramfs and the agent (EventKernel to EventAgent, in that order).
+	PCRBoot = 8
+	// PCRInitData binds the pod's init data (EventInitData), extended
+	// after launch: a VM booted ahead of its pod cannot carry the init
+	// data in launch-time fields such as SEV-SNP HOST_DATA or TDX
+	// MRCONFIGID.
+	PCRInitData = 9
+	// PCRLifecycle records that the VM was restored from a snapshot
+	// (EventRestore). It is zero in a VM that booted fresh.
+	PCRLifecycle = 11
+)
+
+// MonitorPCRs are the PCRs a quote must cover for a verifier to judge a
+// guest of scc's monitor: its boot, its init data and its lifecycle.
+var MonitorPCRs = []int{PCRBoot, PCRInitData, PCRLifecycle}
+
+// Event types of the monitor's Log. Each event's data says what was
+// measured; its digest is EventDigest(type, data).
+const (
+	// EventKernel identifies the running kernel: its release, version
+	// string and GNU build ID, as text.
+	EventKernel EventType = 1
+	// EventCmdline is the kernel command line.
+	EventCmdline EventType = 2
+	// EventInitramfs is the SHA-256 tree digest of the initramfs's
+	// files (guest-agent/monitor documents its encoding), 32 bytes.
+	EventInitramfs EventType = 3
+	// EventAgent is the SHA-256 of the monitor and agent executable, 32
+	// bytes.
+	EventAgent EventType = 4
+	// EventInitData is the SHA-256 of the pod's init data, 32 bytes.
+	EventInitData EventType = 5
+	// EventRestore is a restore from a snapshot (RestoreEvent's
+	// encoding).
+	EventRestore EventType = 6
+)
+
+// RestoreEvent is the data of an EventRestore.
+type RestoreEvent struct {
+	// Snapshot is the SHA-256 of the snapshot the VM was restored from,
+	// as the host names it; all zero when the monitor found its TPM
+	// replaced without being told of a restore.
+	Snapshot [32]byte
+	// Nonce is the host's random value for this restore: no two restores
+	// extend the same value, so no two clones share PCR values.
+	Nonce [32]byte
+}
+
+// MarshalBinary encodes the event as Snapshot || Nonce.
+func (r RestoreEvent) MarshalBinary() ([]byte, error) {
+	return append(slices.Clone(r.Snapshot[:]), r.Nonce[:]...), nil
+}
+
+// UnmarshalBinary decodes MarshalBinary's encoding.
+func (r *RestoreEvent) UnmarshalBinary(b []byte) error {
+	if len(b) != 64 {
+		return fmt.Errorf("%w: restore event of %d bytes, want 64", ErrMalformedLog, len(b))
+	}
+	copy(r.Snapshot[:], b[:32])
+	copy(r.Nonce[:], b[32:])
+	return nil
+}
+
+// Origin is how a guest started, as its verified event log says.
+type Origin struct {
+	// Restores are the restores the VM went through, oldest first; none
+	// for a VM that booted fresh. A VM restored from a snapshot of a
+	// restored VM has two.
+	Restores []RestoreEvent
+}
+
+// Fresh reports whether the guest booted and was never restored.
+func (o Origin) Fresh() bool { return len(o.Restores) == 0 }
+
+// OriginOf returns how the guest of verified claims started. The
+// lifecycle PCR must be quoted, and the log must explain it: only restore
+// events, or none and a zero PCR. Errors wrap ErrPolicy or
+// ErrMalformedLog.
+func OriginOf(c *Claims) (Origin, error) {
+	v, ok := c.PCRs[PCRLifecycle]
+	if !ok {
+		return Origin{}, fmt.Errorf("%w: lifecycle pcr %d not quoted: cannot tell a restored guest from a fresh one", ErrPolicy, PCRLifecycle)
+	}
+	var o Origin
+	for _, ev := range c.Events {
+		if ev.PCR != PCRLifecycle {
+			continue
+		}
+		if ev.Type != EventRestore {
+			return Origin{}, fmt.Errorf("%w: lifecycle pcr %d has an event of unknown type %d", ErrPolicy, PCRLifecycle, ev.Type)
+		}
+		var r RestoreEvent
+		if err := r.UnmarshalBinary(ev.Data); err != nil {
+			return Origin{}, err
+		}
+		o.Restores = append(o.Restores, r)
+	}
+	if o.Fresh() && !bytes.Equal(v, make([]byte, sha256.Size)) {
+		return Origin{}, fmt.Errorf("%w: lifecycle pcr %d is %x with no event to explain it", ErrPolicy, PCRLifecycle, v)
+	}
+	return o, nil
+}
+
+// InitDataPCR is the value PCRInitData holds once a guest bound initData:
+// the reference value a policy pins for a workload's init data.
+func InitDataPCR(initData []byte) [32]byte {
+	d := sha256.Sum256(initData)
+	return extend([32]byte{}, EventDigest(EventInitData, d[:]))
+}
+
+// EKPublic returns the TPMT_PUBLIC of the TPM's endorsement key, as the
+// TCG's default ECC P-256 EK template derives it from the endorsement
+// seed: a TPM's identity, different for every TPM.
+func EKPublic(tpm transport.TPM) ([]byte, error) {
+	ek, err := tpm2.CreatePrimary{
+		PrimaryHandle: tpm2.TPMRHEndorsement,
+		InPublic:      tpm2.New2B(tpm2.ECCEKTemplate),
+	}.Execute(tpm)
+	if err != nil {
+		return nil, fmt.Errorf("create endorsement key: %w", err)
+	}
+	defer func() {
+		_, _ = tpm2.FlushContext{FlushHandle: ek.ObjectHandle}.Execute(tpm)
+	}()
+	pub, err := ek.OutPublic.Contents()
+	if err != nil {
+		return nil, fmt.Errorf("endorsement key public: %w", err)
+	}
+	return tpm2.Marshal(pub), nil
+}
