@@ -220,7 +220,7 @@ func addPooledVM(ctx context.Context, cfg Config, img guestFiles, p pool.Pool, k
 	if err := os.WriteFile(filepath.Join(st.Dir, memoryFile), []byte(strconv.Itoa(cfg.VM.MemoryMiB)), 0o600); err != nil {
 		return err
 	}
-	vc := vmConfig(cfg, img, st.ID, st.Dir, shared)
+	vc := restoredConfig(vmConfig(cfg, img, st.ID, st.Dir, shared), tmpl)
 	vm, err = qemu.Driver{Binary: cfg.VM.QEMU, Detached: true}.NewVM(vc)
 	if err != nil {
 		return fmt.Errorf("configure pooled VM: %w", err)

@@ -25,7 +25,7 @@ import (
 
 // templateLayout changes whenever the VM's device layout changes in a way
 // the key's other fields do not show, so old templates stop matching.
-const templateLayout = 3
+const templateLayout = 4
 
 // templateKey is everything that must match between a template and the
 // VMs restored from it. Paths that differ per VM (state directory, shared
@@ -119,7 +119,7 @@ func removeTemplate(cfg Config, key string) {
 // template's other clones, and its monitor records the restore (the
 // template's digest and a nonce of this restore) in the VM's own vTPM.
 func (sb *sandbox) restore(ctx context.Context, cfg Config, vc vmm.Config, tmpl snapshot.Template) error {
-	vc = hotplugNet(vc)
+	vc = restoredConfig(hotplugNet(vc), tmpl)
 	vm, err := newVM(cfg, vc)
 	if err != nil {
 		return fmt.Errorf("configure VM: %w", err)
@@ -133,6 +133,15 @@ func (sb *sandbox) restore(ctx context.Context, cfg Config, vc vmm.Config, tmpl 
 		return &templateLoadError{err}
 	}
 	return sb.resumeRestored(ctx, cfg, vc, tmpl)
+}
+
+// restoredConfig is vc for a VM restored from tmpl: it maps the
+// template's memory file, if the template has one.
+func restoredConfig(vc vmm.Config, tmpl snapshot.Template) vmm.Config {
+	if tmpl.HasMemory {
+		vc.Memory = vmm.MemoryFile{File: tmpl.MemoryPath()}
+	}
+	return vc
 }
 
 // hotplugNet marks vc's network devices as added after the VM runs: a
@@ -226,8 +235,8 @@ func CreateTemplate(ctx context.Context, cfg Config) (snapshot.Template, error) 
 		return snapshot.Template{}, err
 	}
 	store := snapshot.Store{Dir: cfg.Snapshot.Dir}
-	return store.Create(ctx, key, k, func(ctx context.Context, statePath string) error {
-		return saveBootedVM(ctx, cfg, vc, statePath)
+	return store.Create(ctx, key, k, func(ctx context.Context, files snapshot.Files) error {
+		return saveBootedVM(ctx, cfg, vc, files)
 	})
 }
 
@@ -237,7 +246,13 @@ func CreateTemplate(ctx context.Context, cfg Config) (snapshot.Template, error) 
 //
 // A VM with a vTPM boots with one of its own, which is not saved: every VM
 // restored from the template gets a new one.
-func saveBootedVM(ctx context.Context, cfg Config, vc vmm.Config, statePath string) error {
+//
+// The VM's memory is a file of the template, written through while it
+// boots and left out of the saved state: the VMs restored from the
+// template map it copy-on-write, so a restore reads no memory, and clones
+// share the pages they have not written (vmm.MemoryFile).
+func saveBootedVM(ctx context.Context, cfg Config, vc vmm.Config, files snapshot.Files) error {
+	vc.Memory = vmm.MemoryFile{File: files.Memory, Shared: true}
 	if cfg.VM.TPM {
 		tpm, err := startVTPM(ctx, vc.StateDir)
 		if err != nil {
@@ -259,7 +274,7 @@ func saveBootedVM(ctx context.Context, cfg Config, vc vmm.Config, statePath stri
 	if err := vm.WaitPortOpen(wctx); err != nil {
 		return fmt.Errorf("boot template VM (console log %s): %w", vm.ConsoleLog(), err)
 	}
-	if err := vm.Save(ctx, statePath); err != nil {
+	if err := vm.Save(ctx, files.State); err != nil {
 		return fmt.Errorf("save template VM: %w", err)
 	}
 	return nil

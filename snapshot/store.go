@@ -27,8 +27,9 @@ var ErrBusy = errors.New("template is being created by another process")
 
 // Files of a template directory.
 const (
-	stateName = "state"     // the VM state (QEMU migration stream)
-	metaName  = "meta.json" // written last: a template without it is incomplete
+	stateName  = "state"     // the VM state (QEMU migration stream)
+	memoryName = "memory"    // the VM's memory, when the state leaves it out
+	metaName   = "meta.json" // written last: a template without it is incomplete
 )
 
 // Store is a directory of templates, <Dir>/<key>/.
@@ -41,10 +42,15 @@ type Template struct {
 	Key     string
 	Dir     string
 	Created time.Time
-	// Digest is the SHA-256 of the saved state, hex: the name a VM
-	// restored from the template records in its TPM and an attestation
-	// policy approves (attest/policy's origin).
+	// Digest is the SHA-256 of the saved state followed by the memory
+	// file, if the template has one, hex: the name a VM restored from the
+	// template records in its TPM and an attestation policy approves
+	// (attest/policy's origin).
 	Digest string
+	// HasMemory says the template's memory is a file of its own
+	// (MemoryPath), which VMs restored from it map, rather than part of
+	// the state.
+	HasMemory bool
 	// Config is what the template was made from, for people reading it.
 	Config json.RawMessage
 }
@@ -52,11 +58,26 @@ type Template struct {
 // StatePath is the file holding the saved VM state.
 func (t Template) StatePath() string { return filepath.Join(t.Dir, stateName) }
 
+// MemoryPath is the file holding the saved VM's memory, if HasMemory.
+func (t Template) MemoryPath() string { return filepath.Join(t.Dir, memoryName) }
+
+// Files are where Create's save function writes a template: the VM state,
+// and optionally the VM's memory.
+type Files struct {
+	State  string
+	Memory string
+}
+
 type meta struct {
 	Key     string          `json:"key"`
 	Created time.Time       `json:"created"`
 	Digest  string          `json:"digest"`
+	Memory  bool            `json:"memory,omitempty"`
 	Config  json.RawMessage `json:"config"`
+}
+
+func (m meta) template(dir string) Template {
+	return Template{Key: m.Key, Dir: dir, Created: m.Created, Digest: m.Digest, HasMemory: m.Memory, Config: m.Config}
 }
 
 // Key names the template of a configuration: the SHA-256 of v's JSON
@@ -83,16 +104,21 @@ func (s Store) Lookup(key string) (Template, bool) {
 	if json.Unmarshal(b, &m) != nil || m.Key != key {
 		return Template{}, false
 	}
-	if _, err := os.Stat(filepath.Join(dir, stateName)); err != nil {
+	t := m.template(dir)
+	if _, err := os.Stat(t.StatePath()); err != nil {
 		return Template{}, false
 	}
-	return Template{Key: key, Dir: dir, Created: m.Created, Digest: m.Digest, Config: m.Config}, true
+	if _, err := os.Stat(t.MemoryPath()); t.HasMemory && err != nil {
+		return Template{}, false
+	}
+	return t, true
 }
 
 // Create makes the template for key: save must write the VM's state to
-// the path it is given. The template appears whole or not at all, and only
-// one process creates a given template at a time (others get ErrBusy).
-func (s Store) Create(ctx context.Context, key string, config any, save func(ctx context.Context, statePath string) error) (_ Template, retErr error) {
+// files.State and may write its memory to files.Memory. The template
+// appears whole or not at all, and only one process creates a given
+// template at a time (others get ErrBusy).
+func (s Store) Create(ctx context.Context, key string, config any, save func(ctx context.Context, files Files) error) (_ Template, retErr error) {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return Template{}, fmt.Errorf("create template: %w", err)
 	}
@@ -119,10 +145,17 @@ func (s Store) Create(ctx context.Context, key string, config any, save func(ctx
 			os.RemoveAll(tmp)
 		}
 	}()
-	if err := save(ctx, filepath.Join(tmp, stateName)); err != nil {
+	files := Files{State: filepath.Join(tmp, stateName), Memory: filepath.Join(tmp, memoryName)}
+	if err := save(ctx, files); err != nil {
 		return Template{}, fmt.Errorf("create template: %w", err)
 	}
-	digest, err := fileSHA256(filepath.Join(tmp, stateName))
+	paths := []string{files.State}
+	_, err = os.Stat(files.Memory)
+	hasMemory := err == nil
+	if hasMemory {
+		paths = append(paths, files.Memory)
+	}
+	digest, err := filesSHA256(paths...)
 	if err != nil {
 		return Template{}, fmt.Errorf("create template: %w", err)
 	}
@@ -130,7 +163,7 @@ func (s Store) Create(ctx context.Context, key string, config any, save func(ctx
 	if err != nil {
 		return Template{}, fmt.Errorf("create template: %w", err)
 	}
-	m := meta{Key: key, Created: time.Now().UTC(), Digest: digest, Config: cfg}
+	m := meta{Key: key, Created: time.Now().UTC(), Digest: digest, Memory: hasMemory, Config: cfg}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return Template{}, err
@@ -146,21 +179,31 @@ func (s Store) Create(ctx context.Context, key string, config any, save func(ctx
 	if err := os.Rename(tmp, dir); err != nil {
 		return Template{}, fmt.Errorf("create template: %w", err)
 	}
-	return Template{Key: key, Dir: dir, Created: m.Created, Digest: digest, Config: cfg}, nil
+	return m.template(dir), nil
 }
 
-// fileSHA256 returns the hex SHA-256 of a file's content.
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
+// filesSHA256 returns the hex SHA-256 of the files' contents, one after
+// the other.
+func filesSHA256(paths ...string) (string, error) {
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %s: %w", path, err)
+	for _, p := range paths {
+		if err := hashFile(h, p); err != nil {
+			return "", err
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func hashFile(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := io.Copy(w, f); err != nil {
+		return fmt.Errorf("hash %s: %w", path, err)
+	}
+	return nil
 }
 
 // List returns the complete templates.

@@ -36,9 +36,9 @@ func TestCreateLookup(t *testing.T) {
 		t.Fatal("lookup found a template in an empty store")
 	}
 	calls := 0
-	save := func(_ context.Context, p string) error {
+	save := func(_ context.Context, f Files) error {
 		calls++
-		return os.WriteFile(p, []byte("vm state"), 0o600)
+		return os.WriteFile(f.State, []byte("vm state"), 0o600)
 	}
 	tmpl, err := s.Create(ctx, "k", map[string]int{"memory": 512}, save)
 	if err != nil {
@@ -54,6 +54,9 @@ func TestCreateLookup(t *testing.T) {
 	// The digest names the saved state.
 	if want := fmt.Sprintf("%x", sha256.Sum256([]byte("vm state"))); tmpl.Digest != want || got.Digest != want {
 		t.Errorf("digest %q (created), %q (looked up); want %q", tmpl.Digest, got.Digest, want)
+	}
+	if tmpl.HasMemory || got.HasMemory {
+		t.Error("a template without a memory file has memory")
 	}
 	// A second Create reuses the template.
 	if _, err := s.Create(ctx, "k", nil, save); err != nil || calls != 1 {
@@ -71,11 +74,45 @@ func TestCreateLookup(t *testing.T) {
 	}
 }
 
+// TestCreateWithMemory: a template whose save wrote a memory file has it,
+// its digest covers state and memory, and it is incomplete without it.
+func TestCreateWithMemory(t *testing.T) {
+	s := Store{Dir: t.TempDir()}
+	tmpl, err := s.Create(context.Background(), "k", nil, func(_ context.Context, f Files) error {
+		if err := os.WriteFile(f.State, []byte("devices"), 0o600); err != nil {
+			return err
+		}
+		return os.WriteFile(f.Memory, []byte("pages"), 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tmpl.HasMemory {
+		t.Fatal("template has no memory")
+	}
+	if b, err := os.ReadFile(tmpl.MemoryPath()); err != nil || string(b) != "pages" {
+		t.Errorf("memory %q %v", b, err)
+	}
+	if want := fmt.Sprintf("%x", sha256.Sum256([]byte("devicespages"))); tmpl.Digest != want {
+		t.Errorf("digest %s, want %s (state, then memory)", tmpl.Digest, want)
+	}
+	if got, ok := s.Lookup("k"); !ok || !got.HasMemory || got.Digest != tmpl.Digest {
+		t.Errorf("lookup: %+v %v", got, ok)
+	}
+	if err := os.Remove(tmpl.MemoryPath()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Lookup("k"); ok {
+		t.Error("a template whose memory file is gone is still found")
+	}
+}
+
 func TestCreateFailureLeavesNothing(t *testing.T) {
 	s := Store{Dir: t.TempDir()}
 	boom := errors.New("boom")
-	_, err := s.Create(context.Background(), "k", nil, func(_ context.Context, p string) error {
-		os.WriteFile(p, []byte("half"), 0o600)
+	_, err := s.Create(context.Background(), "k", nil, func(_ context.Context, f Files) error {
+		os.WriteFile(f.State, []byte("half"), 0o600)
+		os.WriteFile(f.Memory, []byte("half"), 0o600)
 		return boom
 	})
 	if !errors.Is(err, boom) {
@@ -112,7 +149,7 @@ func TestCreateIsExclusive(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	_, err := s.Create(context.Background(), "k", nil, func(context.Context, string) error { return nil })
+	_, err := s.Create(context.Background(), "k", nil, func(context.Context, Files) error { return nil })
 	if !errors.Is(err, ErrBusy) {
 		t.Errorf("create while locked: %v, want ErrBusy", err)
 	}

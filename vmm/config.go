@@ -63,6 +63,9 @@ type Config struct {
 	// must share. A confidential VM cannot grow.
 	MaxVCPUs     int
 	MaxMemoryMiB int
+	// Memory, when its File is set, backs the guest's boot memory with a
+	// file instead of anonymous memory (see MemoryFile).
+	Memory MemoryFile
 
 	Shares    []Share
 	AgentPort string // virtio-serial port name the guest agent opens
@@ -94,6 +97,19 @@ type Config struct {
 	// TEE, when set to a confidential type, launches the VM as an SEV-SNP
 	// or TDX guest (see TEEConfig); nil or TEENone is an ordinary VM.
 	TEE *TEEConfig
+}
+
+// MemoryFile backs a VM's memory with a file, so that VMs restored from
+// one snapshot share its pages. A VM whose memory is Shared writes it
+// through to the file, and a snapshot of it (Snapshotter.Save) leaves its
+// memory out of the saved state: the file is the memory. A VM restored
+// from that state maps the same file privately (Shared false): it reads
+// the template's pages from the host's page cache, shared with every
+// other clone, and copies only those it writes. The file must then never
+// change while such VMs run.
+type MemoryFile struct {
+	File   string
+	Shared bool
 }
 
 // AgentAddr is the host unix socket of the agent's virtio-serial port.
@@ -167,6 +183,19 @@ func (c Config) Validate() error {
 	c.checkKernelFormat(&errs)
 	if c.VMGenID && IsQboot(c.Firmware) {
 		bad("vmgenid: firmware %s is qboot, which cannot place the generation ID and stops the boot: use SeaBIOS (%s) or OVMF", c.Firmware, SeaBIOSFirmware)
+	}
+	if c.Memory.File != "" {
+		switch {
+		case !filepath.IsAbs(c.Memory.File):
+			bad("memory file %q is not absolute", c.Memory.File)
+		case c.TEE.Confidential():
+			bad("memory file: a confidential VM's memory is private to it and cannot be backed by a host file")
+		case !c.Memory.Shared:
+			// A private mapping of a missing file cannot be made.
+			checkFile(&errs, "memory file", c.Memory.File, true)
+		default:
+			checkOptionSafe(&errs, "memory file", c.Memory.File)
+		}
 	}
 	if c.TPM != nil {
 		if err := c.TPM.validate(); err != nil {

@@ -101,6 +101,15 @@ func TestValidate(t *testing.T) {
 		{"no boot timeout", func(c *Config) { c.BootTimeout = 0 }, []string{"boot timeout"}},
 		{"vmgenid with qboot", func(c *Config) { c.VMGenID = true; c.Firmware = "/usr/share/qemu/qboot.rom" }, []string{"vmgenid", "qboot"}},
 		{"vmgenid with another firmware", func(c *Config) { c.VMGenID = true }, nil},
+		{"relative memory file", func(c *Config) { c.Memory = MemoryFile{File: "mem", Shared: true} }, []string{`memory file "mem" is not absolute`}},
+		{"shared memory file to be made", func(c *Config) { c.Memory = MemoryFile{File: "/nonexistent/mem", Shared: true} }, nil},
+		{"private memory file missing", func(c *Config) { c.Memory = MemoryFile{File: "/nonexistent/mem"} }, []string{"memory file", "/nonexistent/mem"}},
+		{"private memory file", func(c *Config) { c.Memory = MemoryFile{File: c.Kernel} }, nil},
+		{"memory file with comma", func(c *Config) { c.Memory = MemoryFile{File: "/a,b", Shared: true} }, []string{"commas"}},
+		{"confidential memory file", func(c *Config) {
+			c.Memory = MemoryFile{File: "/m", Shared: true}
+			c.TEE = &TEEConfig{Type: TEESNP}
+		}, []string{"confidential VM's memory"}},
 		{"tpm without socket", func(c *Config) { c.TPM = &TPM{Port: "io.scc.tpm"} }, []string{"tpm: socket is empty"}},
 		{"tpm port with comma", func(c *Config) { c.TPM = &TPM{Socket: "/s", Port: "a,b"} }, []string{`tpm: port "a,b"`}},
 		{"share without tag", func(c *Config) { c.Shares[0].Tag = "" }, []string{"share 0: tag is empty"}},

@@ -63,6 +63,14 @@ func args(cfg vmm.Config, incoming string) ([]string, error) {
 		}
 		firmware, objects = t.firmware, t.objects
 	}
+	if m := cfg.Memory; m.File != "" && !cfg.TEE.Confidential() {
+		share := "off"
+		if m.Shared {
+			share = "on"
+		}
+		objects = append(objects, "-object", fmt.Sprintf("memory-backend-file,id=%s,mem-path=%s,size=%dM,share=%s", fileMemID, m.File, cfg.MemoryMiB, share))
+		machine += ",memory-backend=" + fileMemID
+	}
 
 	a := []string{
 		"-name", "scc-" + cfg.ID,
@@ -144,6 +152,9 @@ func args(cfg vmm.Config, incoming string) ([]string, error) {
 	}
 	return a, nil
 }
+
+// fileMemID names the memory backend of a VM whose memory is a file.
+const fileMemID = "ram0"
 
 // memorySlots is how many DIMMs a VM that can grow takes: Grow adds one
 // each time it adds memory.

@@ -177,3 +177,26 @@ func BenchmarkCommandLine(b *testing.B) {
 		}
 	}
 }
+
+func TestArgsMemoryFile(t *testing.T) {
+	for _, tc := range []struct {
+		shared bool
+		want   string
+	}{
+		{true, "memory-backend-file,id=ram0,mem-path=/var/lib/scc/t/memory,size=512M,share=on"},
+		{false, "memory-backend-file,id=ram0,mem-path=/var/lib/scc/t/memory,size=512M,share=off"},
+	} {
+		cfg := baseConfig()
+		cfg.Memory = vmm.MemoryFile{File: "/var/lib/scc/t/memory", Shared: tc.shared}
+		for _, f := range []func(vmm.Config) ([]string, error){Args, restoreArgs} {
+			argv, err := f(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Join(argv, " ")
+			if !strings.Contains(got, "-object "+tc.want) || !strings.Contains(got, ",memory-backend=ram0 ") {
+				t.Errorf("shared %v: argv lacks the memory backend %q or the machine's use of it:\n%s", tc.shared, tc.want, got)
+			}
+		}
+	}
+}

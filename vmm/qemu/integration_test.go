@@ -3,6 +3,8 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -352,4 +354,106 @@ func TestGrow(t *testing.T) {
 			t.Errorf("Grow(%d, %d) beyond the maxima: %v, want failed precondition", tc.vcpus, tc.mib, err)
 		}
 	}
+}
+
+// TestSaveRestoreMemoryFile saves a VM whose memory is a shared file: the
+// saved state leaves the memory out, and two VMs restored from it map the
+// file privately: both carry on from the saved guest, and neither writes
+// to the file.
+func TestSaveRestoreMemoryFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM; skipped in -short mode")
+	}
+	if _, err := exec.LookPath(DefaultBinary); err != nil {
+		t.Skipf("%s not installed", DefaultBinary)
+	}
+	if _, err := os.Stat(vmm.DefaultFirmware); err != nil {
+		t.Skipf("firmware: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	mem := filepath.Join(dir, "memory")
+	cfg := vmm.Config{
+		ID:        "vmm-memfile",
+		StateDir:  filepath.Join(dir, "template"),
+		Kernel:    testKernel(t),
+		Initrd:    buildInitramfs(t),
+		Cmdline:   "console=ttyS0 panic=-1 quiet",
+		MemoryMiB: 256,
+		Memory:    vmm.MemoryFile{File: mem, Shared: true},
+	}
+	v, err := Driver{}.NewVM(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Stop(context.Background()) })
+	if err := v.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	waitConsole(t, v, "tick 2", func(c string) bool { return lastTick(c) >= 2 }, 30*time.Second)
+	state := filepath.Join(dir, "state")
+	if err := v.Save(ctx, state); err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	b, _ := os.ReadFile(v.ConsoleLog())
+	savedTick := lastTick(string(b))
+	if err := v.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The kernel and initramfs alone fill more guest memory than this:
+	// pages in the stream would show.
+	fi, err := os.Stat(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > 4<<20 {
+		t.Errorf("saved state is %d bytes: the memory was saved with it", fi.Size())
+	}
+	if fi, err := os.Stat(mem); err != nil || fi.Size() != 256<<20 {
+		t.Fatalf("memory file: %v, size %v", err, fi)
+	}
+	before := fileDigest(t, mem)
+
+	for _, name := range []string{"clone1", "clone2"} {
+		c := v.Config()
+		c.StateDir = filepath.Join(dir, name)
+		c.Memory = vmm.MemoryFile{File: mem}
+		clone, err := Driver{}.NewVM(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { clone.Stop(context.Background()) })
+		if err := clone.Restore(ctx, state); err != nil {
+			t.Fatalf("Restore %s: %v\nqemu log:\n%s", name, err, vmm.Tail(clone.logPath(), logTail))
+		}
+		if err := clone.Resume(ctx); err != nil {
+			t.Fatal(err)
+		}
+		want := savedTick + 2
+		console := waitConsole(t, clone, fmt.Sprintf("tick %d", want), func(c string) bool { return lastTick(c) >= want }, 20*time.Second)
+		if strings.Contains(console, bootMarker) {
+			t.Errorf("%s booted afresh instead of continuing:\n%s", name, console)
+		}
+		if err := clone.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fileDigest(t, mem) != before {
+		t.Error("restored VMs wrote to the template's memory file")
+	}
+}
+
+func fileDigest(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

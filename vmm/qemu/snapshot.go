@@ -16,7 +16,9 @@ const migratePoll = 20 * time.Millisecond
 
 // Save pauses the VM and streams its state into path through QEMU's
 // migration ("exec:" URI, since QEMU 7.2 has no "file:" one). The VM stays
-// paused. QEMU refuses while the guest has a virtio-9p share mounted; that
+// paused. The memory of a VM whose memory is a shared file is left out of
+// the state (migration capability x-ignore-shared): the file holds it, and
+// VMs restored from the state map it (vmm.MemoryFile). QEMU refuses while the guest has a virtio-9p share mounted; that
 // error comes back as a *qmp.Error.
 func (v *VM) Save(ctx context.Context, path string) error {
 	v.op.Lock()
@@ -38,6 +40,11 @@ func (v *VM) Save(ctx context.Context, path string) error {
 	// no cap.
 	if err := c.Execute(ctx, "migrate-set-parameters", map[string]any{"max-bandwidth": int64(1) << 40}, nil); err != nil {
 		return fmt.Errorf("save vm: set bandwidth: %w", err)
+	}
+	if v.cfg.Memory.Shared {
+		if err := setIgnoreShared(ctx, c); err != nil {
+			return fmt.Errorf("save vm: %w", err)
+		}
 	}
 	uri := "exec:cat > " + shellQuote(path)
 	if err := c.Execute(ctx, "migrate", map[string]any{"uri": uri}, nil); err != nil {
@@ -69,8 +76,16 @@ func (v *VM) Restore(ctx context.Context, path string) error {
 		return fmt.Errorf("restore vm: %w", err)
 	}
 	c := v.client()
-	uri := "exec:cat " + shellQuote(path)
-	err := c.Execute(ctx, "migrate-incoming", map[string]any{"uri": uri}, nil)
+	var err error
+	if v.cfg.Memory.File != "" {
+		// The state leaves out the memory, which the VM maps from the
+		// file instead.
+		err = setIgnoreShared(ctx, c)
+	}
+	if err == nil {
+		uri := "exec:cat " + shellQuote(path)
+		err = c.Execute(ctx, "migrate-incoming", map[string]any{"uri": uri}, nil)
+	}
 	if err == nil {
 		err = waitMigration(ctx, c)
 	}
@@ -89,6 +104,17 @@ func (v *VM) Restore(ctx context.Context, path string) error {
 		return fmt.Errorf("restore vm: %w", err)
 	}
 	v.setState(paused)
+	return nil
+}
+
+// setIgnoreShared has migration skip RAM blocks backed by shared files;
+// the saving and the restoring QEMU must agree on it, since it changes the
+// stream's format.
+func setIgnoreShared(ctx context.Context, c *qmp.Client) error {
+	caps := []map[string]any{{"capability": "x-ignore-shared", "state": true}}
+	if err := c.Execute(ctx, "migrate-set-capabilities", map[string]any{"capabilities": caps}, nil); err != nil {
+		return fmt.Errorf("set migration capability x-ignore-shared: %w", err)
+	}
 	return nil
 }
 
