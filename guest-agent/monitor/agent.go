@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	devices "github.com/opencontainers/cgroups/devices/config"
 	"github.com/opencontainers/runc/libcontainer/exeseal"
@@ -85,7 +87,13 @@ func startAgent(ctx context.Context, deny []*devices.Rule) (*os.Process, *os.Fil
 	}
 	if err == nil {
 		// Only now is the sandbox cgroup free of processes, as a cgroup
-		// that hands controllers to its children must be.
+		// that hands controllers to its children must be, once the thread
+		// that forked the agent has exited: a thread that is exiting is
+		// not moved with its process and stays in the cgroup until it is
+		// gone.
+		err = waitNoThreads(ctx, filepath.Join(root, sandboxCgroup))
+	}
+	if err == nil {
 		err = initsys.EnableControllers(ctx, filepath.Join(root, sandboxCgroup))
 	}
 	if err != nil {
@@ -165,6 +173,30 @@ func sealedSelf() (*os.File, error) {
 		return nil, fmt.Errorf("seal executable: %w", err)
 	}
 	return sealed, nil
+}
+
+// threadsGoneTimeout bounds waitNoThreads.
+const threadsGoneTimeout = 5 * time.Second
+
+// waitNoThreads waits until the cgroup at dir holds no thread.
+func waitNoThreads(ctx context.Context, dir string) error {
+	ctx, cancel := context.WithTimeout(ctx, threadsGoneTimeout)
+	defer cancel()
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.threads"))
+		if err != nil {
+			return fmt.Errorf("wait for cgroup %s to empty: %w", dir, err)
+		}
+		threads := strings.Fields(string(b))
+		if len(threads) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cgroup %s still holds threads %v: %w", dir, threads, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // joinCgroup moves process pid into the cgroup at rel below the root
