@@ -141,15 +141,28 @@ func TestTemplateCreatedOnFirstUse(t *testing.T) {
 	}
 }
 
-// TestBrokenTemplateFallsBack corrupts a template: the sandbox boots
+// TestBrokenTemplateFallsBack corrupts a template (its state, or its
+// memory file cut short): the sandbox boots
 // instead (with a new vTPM where it has one), and the bad template is
 // dropped.
 func TestBrokenTemplateFallsBack(t *testing.T) {
 	requireEnv(t)
-	for _, tc := range []struct{ name, vm string }{{"plain", ""}, {"vtpm", "tpm = true\n"}} {
+	corruptState := func(dir string) error {
+		return os.WriteFile(filepath.Join(dir, "state"), []byte("not a VM state"), 0o600)
+	}
+	truncateMemory := func(dir string) error { return os.Truncate(filepath.Join(dir, "memory"), 1<<20) }
+	for _, tc := range []struct {
+		name, vm string
+		damage   func(templateDir string) error
+	}{
+		{"plain", "", corruptState},
+		{"vtpm", "tpm = true\n", corruptState},
+		{"truncated memory", "", truncateMemory},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := testContext(t)
-			cfgPath, snapDir := snapshotConfig(t, "broken-"+tc.name, false)
+			id := "broken-" + strings.ReplaceAll(tc.name, " ", "-")
+			cfgPath, snapDir := snapshotConfig(t, id, false)
 			b, err := os.ReadFile(cfgPath)
 			if err != nil {
 				t.Fatal(err)
@@ -162,10 +175,10 @@ func TestBrokenTemplateFallsBack(t *testing.T) {
 			if len(states) != 1 {
 				t.Fatalf("want one template state, have %v", states)
 			}
-			if err := os.WriteFile(states[0], []byte("not a VM state"), 0o600); err != nil {
+			if err := tc.damage(filepath.Dir(states[0])); err != nil {
 				t.Fatal(err)
 			}
-			stdout, stderr, code := ctr(t, ctx, "", "run", "--rm", "--runtime", runtimeName, "--runtime-config-path", cfgPath, imageRef, "broken-"+tc.name, "echo", "booted")
+			stdout, stderr, code := ctr(t, ctx, "", "run", "--rm", "--runtime", runtimeName, "--runtime-config-path", cfgPath, imageRef, id, "echo", "booted")
 			if code != 0 || strings.TrimSpace(stdout) != "booted" {
 				t.Fatalf("run with a broken template: exit %d, %q, %s", code, stdout, stderr)
 			}
