@@ -111,7 +111,7 @@ func TestGuestImage(t *testing.T) {
 		{"bad digest", map[string]string{AnnotationImage: "r/app:v1", AnnotationImageDigest: "sha256:12"}, "", errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			img, err := c.guestImage(&specs.Spec{Annotations: tc.ann})
+			img, err := c.guestImage(&specs.Spec{Annotations: tc.ann}, nil)
 			if !errors.Is(err, tc.wantErr) || (err != nil) != (tc.wantErr != nil) {
 				t.Fatalf("guestImage = %v, want %v", err, tc.wantErr)
 			}
@@ -130,7 +130,7 @@ func TestGuestImage(t *testing.T) {
 			}
 		})
 	}
-	if _, err := (ConfidentialConfig{Enabled: true}).guestImage(&specs.Spec{Annotations: map[string]string{AnnotationImage: "r/a"}}); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+	if _, err := (ConfidentialConfig{Enabled: true}).guestImage(&specs.Spec{Annotations: map[string]string{AnnotationImage: "r/a"}}, nil); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Errorf("guestImage without a registry = %v, want ErrFailedPrecondition", err)
 	}
 }

@@ -1,0 +1,253 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sccontainers/scc/imagesplit"
+	"github.com/sccontainers/scc/imagesplit/layercrypt"
+	"github.com/sccontainers/scc/internal/ctrd"
+	"github.com/sccontainers/scc/internal/ocilayout"
+)
+
+// ccHandler is the CRI runtime handler of confidential containers in
+// these tests: scc with scc's snapshotter.
+const ccHandler = "scc-cc"
+
+// startSnapshotter runs `scc snapshotter` with its state in dir, and
+// stops it when the test ends. It returns its socket.
+func startSnapshotter(t *testing.T, ctx context.Context, dir string) string {
+	t.Helper()
+	sock := filepath.Join(dir, "snapshotter.sock")
+	cmd := exec.Command(filepath.Join(env.binDir, "scc"), "snapshotter", "--root", filepath.Join(dir, "snapshotter"), "--address", sock)
+	logf, err := os.Create(filepath.Join(dir, "snapshotter.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start scc snapshotter: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if _, err := os.Stat(sock); !os.IsNotExist(err) {
+			t.Errorf("snapshotter socket %s left behind", sock)
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			return sock
+		}
+		select {
+		case <-done:
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("scc snapshotter exited: %s", b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("scc snapshotter did not make its socket")
+		}
+	}
+}
+
+// startGuestPullCRI starts containerd with CRI, scc's snapshotter and the
+// ccHandler runtime handler, whose shim configuration is ccConfig.
+func startGuestPullCRI(t *testing.T, ctx context.Context, ccConfig string) *criEnv {
+	t.Helper()
+	crictl := crictlPath()
+	if _, err := os.Stat(crictl); err != nil {
+		t.Fatalf("crictl missing (make tools): %v", err)
+	}
+	dir := filepath.Join(env.dir, "cricc")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := startSnapshotter(t, ctx, dir)
+	d, err := ctrd.Start(ctx, ctrd.Options{
+		Dir:     dir,
+		BinDir:  containerdBin(),
+		ShimDir: env.binDir,
+		CRI: &ctrd.CRIOptions{SCCConfig: env.config, SandboxImage: imageRef,
+			GuestPull: &ctrd.GuestPullHandler{Name: ccHandler, SCCConfig: ccConfig, SnapshotterAddress: sock}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop(context.Background()) })
+	var img bytes.Buffer
+	if err := ocilayout.WriteBusybox(&img, ocilayout.BusyboxOptions{Busybox: "/bin/busybox", Ref: imageRef}); err != nil {
+		t.Fatal(err)
+	}
+	imp := d.CtrIn(ctx, "k8s.io", "images", "import", "-")
+	imp.Stdin = &img
+	if out, err := imp.CombinedOutput(); err != nil {
+		t.Fatalf("import: %v: %s", err, out)
+	}
+	return &criEnv{d: d, crictl: crictl, dir: dir}
+}
+
+// ccPod runs a pod on the confidential handler. Its config names the
+// handler in the annotation containerd's CRI reads when crictl pulls an
+// image for it (crictl pull has no --runtime).
+func ccPod(t *testing.T, ctx context.Context, c *criEnv, name string) *criPod {
+	t.Helper()
+	cfg := writeJSON(t, filepath.Join(c.dir, name+"-pod.json"), map[string]any{
+		"metadata":      map[string]any{"name": name, "namespace": "default", "uid": name + "-uid"},
+		"annotations":   map[string]string{"io.containerd.cri.runtime-handler": ccHandler},
+		"log_directory": filepath.Join(c.dir, "logs", name),
+		"linux":         map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"network": 2}}},
+	})
+	id := c.run(t, ctx, "runp", "--runtime", ccHandler, cfg)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		ep := "unix://" + c.d.Address()
+		exec.CommandContext(ctx, c.crictl, "--runtime-endpoint", ep, "stopp", id).Run()
+		exec.CommandContext(ctx, c.crictl, "--runtime-endpoint", ep, "rmp", "-f", id).Run()
+	})
+	return &criPod{c: c, id: id, cfg: cfg}
+}
+
+// runToExit creates a container of image ref in the pod, with cmd if
+// given (else the image's), starts it, waits for it to exit and returns
+// its status and log.
+func (p *criPod) runToExit(t *testing.T, ctx context.Context, name, ref string, cmd []string) (criStatus, string) {
+	t.Helper()
+	config := map[string]any{
+		"metadata": map[string]any{"name": name},
+		"image":    map[string]any{"image": ref},
+		"log_path": name + ".log",
+	}
+	if cmd != nil {
+		config["command"] = cmd
+	}
+	path := writeJSON(t, filepath.Join(p.c.dir, p.id[:12]+"-"+name+".json"), config)
+	id := p.c.run(t, ctx, "create", p.id, path, p.cfg)
+	p.c.run(t, ctx, "start", id)
+	st := p.c.waitStatus(t, ctx, id, 2*time.Minute, func(s criStatus) bool { return s.State == "CONTAINER_EXITED" })
+	logs := p.c.run(t, ctx, "logs", id)
+	p.c.run(t, ctx, "rm", id)
+	return st, logs
+}
+
+// writeConfidentialConfig is confidentialConfig with every container
+// confidential when all is set.
+func writeConfidentialConfig(t *testing.T, measurement [48]byte, all bool) string {
+	t.Helper()
+	p := confidentialConfig(t, measurement)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all {
+		b = bytes.Replace(b, []byte("[confidential]\nenabled = false"), []byte("[confidential]\nenabled = true"), 1)
+	}
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestCRIConfidentialImage pulls an encrypted image through CRI for a pod
+// on the confidential handler: containerd fetches only the manifest and
+// the config (scc's snapshotter has it skip every layer), the guest pulls
+// and decrypts the layers, and the container prints the secret line. No
+// layer blob reaches containerd's content store, and the confidential
+// layer's marker is nowhere on the host.
+func TestCRIConfidentialImage(t *testing.T) {
+	requireEnv(t)
+	setupConfidential(t)
+	ctx := testContext(t)
+	kbsKey, err := layercrypt.NewKBSKey("kbs:///default/image-key/cri")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := confidentialEnv.broker.Server.SetResource(ctx, kbsKey.ResourcePath(), kbsKey.KEK); err != nil {
+		t.Fatal(err)
+	}
+	si := pushSecretImage(t, "cri-cc:v1", imagesplit.ByIndex{0, 1}, kbsKey)
+	c := startGuestPullCRI(t, ctx, writeConfidentialConfig(t, confidentialEnv.broker.Measurement, true))
+	pod := ccPod(t, ctx, c, "ccpod")
+
+	c.run(t, ctx, "pull", "--pod-config", pod.cfg, si.Ref)
+	st, logs := pod.runToExit(t, ctx, "secret", si.Ref, []string{"cat", "/secret.txt"})
+	if st.ExitCode != 0 || strings.TrimSpace(logs) != si.Secret {
+		t.Fatalf("container exited %d (%s), log %q; want the secret line %q", st.ExitCode, st.Reason, logs, si.Secret)
+	}
+
+	// containerd has the manifest and the config, no layer.
+	out, err := c.d.CtrIn(ctx, "k8s.io", "content", "ls", "-q").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range si.Layers {
+		if strings.Contains(string(out), l.Digest.String()) {
+			t.Errorf("layer %s is in containerd's content store", l.Digest)
+		}
+	}
+	if !strings.Contains(string(out), si.Digest.String()) {
+		t.Errorf("the manifest %s is not in containerd's content store:\n%s", si.Digest, out)
+	}
+	if found := findOnHost(si.Marker, hostDirs()...); len(found) > 0 {
+		t.Errorf("the confidential layer's marker is on the host: %s", strings.Join(found, ", "))
+	}
+	if found := findOnHost(si.Secret, hostDirs()...); len(found) > 0 {
+		// The container's log holds the line it printed; nothing else
+		// may.
+		var other []string
+		for _, f := range found {
+			if !strings.Contains(f, string(filepath.Separator)+"logs"+string(filepath.Separator)) {
+				other = append(other, f)
+			}
+		}
+		if len(other) > 0 {
+			t.Errorf("the secret line is stored on the host: %s", strings.Join(other, ", "))
+		}
+	}
+}
+
+// TestCRIGuestPullNeedsConfidential runs a pod whose handler uses scc's
+// snapshotter but whose configuration does not make containers
+// confidential: its container is refused with an error that says so,
+// rather than started on the snapshotter's empty rootfs.
+func TestCRIGuestPullNeedsConfidential(t *testing.T) {
+	requireEnv(t)
+	setupConfidential(t)
+	ctx := testContext(t)
+	si := pushSecretImage(t, "cri-plain:v1", nil)
+	c := startGuestPullCRI(t, ctx, env.config)
+	pod := ccPod(t, ctx, c, "plainpod")
+	c.run(t, ctx, "pull", "--pod-config", pod.cfg, si.Ref)
+	path := writeJSON(t, filepath.Join(c.dir, "plain.json"), map[string]any{
+		"metadata": map[string]any{"name": "plain"},
+		"image":    map[string]any{"image": si.Ref},
+		"command":  []string{"cat", "/secret.txt"},
+		"log_path": "plain.log",
+	})
+	id := c.run(t, ctx, "create", pod.id, path, pod.cfg)
+	ep := "unix://" + c.d.Address()
+	out, err := exec.CommandContext(ctx, c.crictl, "--runtime-endpoint", ep, "start", id).CombinedOutput()
+	if err == nil {
+		t.Fatalf("a container without its image started: %s", out)
+	}
+	if !strings.Contains(string(out), "not confidential") {
+		t.Errorf("the refusal does not say why: %s", out)
+	}
+	c.run(t, ctx, "rm", id)
+}
