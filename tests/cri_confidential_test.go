@@ -11,9 +11,12 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/sccontainers/scc/imagesplit"
 	"github.com/sccontainers/scc/imagesplit/layercrypt"
 	"github.com/sccontainers/scc/internal/ctrd"
+	"github.com/sccontainers/scc/internal/guestpull"
 	"github.com/sccontainers/scc/internal/ocilayout"
 )
 
@@ -169,7 +172,8 @@ func writeConfidentialConfig(t *testing.T, measurement [48]byte, all bool) strin
 // the config (scc's snapshotter has it skip every layer), the guest pulls
 // and decrypts the layers, and the container prints the secret line. No
 // layer blob reaches containerd's content store, and the confidential
-// layer's marker is nowhere on the host.
+// layer's marker is nowhere on the host. ctr runs it too, with the
+// snapshotter named.
 func TestCRIConfidentialImage(t *testing.T) {
 	requireEnv(t)
 	setupConfidential(t)
@@ -182,7 +186,8 @@ func TestCRIConfidentialImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	si := pushSecretImage(t, "cri-cc:v1", imagesplit.ByIndex{0, 1}, kbsKey)
-	c := startGuestPullCRI(t, ctx, writeConfidentialConfig(t, confidentialEnv.broker.Measurement, true))
+	ccConfig := writeConfidentialConfig(t, confidentialEnv.broker.Measurement, true)
+	c := startGuestPullCRI(t, ctx, ccConfig)
 	pod := ccPod(t, ctx, c, "ccpod")
 
 	c.run(t, ctx, "pull", "--pod-config", pod.cfg, si.Ref)
@@ -204,6 +209,20 @@ func TestCRIConfidentialImage(t *testing.T) {
 	if !strings.Contains(string(out), si.Digest.String()) {
 		t.Errorf("the manifest %s is not in containerd's content store:\n%s", si.Digest, out)
 	}
+
+	// ctr, on the same containerd, with the snapshotter named.
+	pull := c.d.CtrIn(ctx, ctrd.Namespace, "image", "pull", "--plain-http", "--snapshotter", "scc", si.Ref)
+	if out, err := pull.CombinedOutput(); err != nil {
+		t.Fatalf("ctr image pull: %v: %s", err, out)
+	}
+	run := c.d.CtrIn(ctx, ctrd.Namespace, "run", "--rm", "--snapshotter", "scc", "--runtime", runtimeName,
+		"--runtime-config-path", ccConfig, si.Ref, "ctr-cc", "cat", "/secret.txt")
+	var stderr bytes.Buffer
+	run.Stderr = &stderr
+	if out, err := run.Output(); err != nil || strings.TrimSpace(string(out)) != si.Secret {
+		t.Errorf("ctr run: %v, output %q (%s); want the secret line", err, out, stderr.String())
+	}
+
 	if found := findOnHost(si.Marker, hostDirs()...); len(found) > 0 {
 		t.Errorf("the confidential layer's marker is on the host: %s", strings.Join(found, ", "))
 	}
@@ -250,4 +269,65 @@ func TestCRIGuestPullNeedsConfidential(t *testing.T) {
 		t.Errorf("the refusal does not say why: %s", out)
 	}
 	c.run(t, ctx, "rm", id)
+}
+
+// TestCRIConfidentialImageConfig runs, through CRI on the confidential
+// handler, an image whose config sets the entrypoint, command,
+// environment, working directory and a numeric user: the container runs
+// what the image says, as the image's user with the groups its
+// /etc/passwd and /etc/group give, which containerd could not look up
+// (it has none of the image's files); the guest does. The guest pulls
+// the manifest containerd resolved: after the tag moves to another image,
+// a new container of the pod still runs the one containerd pulled.
+func TestCRIConfidentialImageConfig(t *testing.T) {
+	requireEnv(t)
+	setupConfidential(t)
+	ctx := testContext(t)
+	kbsKey, err := layercrypt.NewKBSKey("kbs:///default/image-key/cri-config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := confidentialEnv.broker.Server.SetResource(ctx, kbsKey.ResourcePath(), kbsKey.KEK); err != nil {
+		t.Fatal(err)
+	}
+	push := func() guestpull.SecretImage {
+		si, err := guestpull.PushSecretImage(ctx, guestpull.ImageOptions{
+			Busybox: "/bin/busybox", Registry: confidentialEnv.registry.Addr, Repo: "cri-config:v1",
+			Rule: imagesplit.ByIndex{1}, Recipients: []layercrypt.Recipient{kbsKey}, WorkDir: t.TempDir(),
+			Files: map[string]string{
+				"etc/passwd": "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/data:/bin/sh\n",
+				"etc/group":  "root:x:0:\napp:x:1000:\nextra:x:2000:app\n",
+				"data/.keep": "",
+			},
+			Config: &v1.Config{
+				Entrypoint: []string{"/bin/sh", "-c"},
+				Cmd:        []string{`echo "$GREETING $(pwd) $(id -u):$(id -g) $(id -G)"`},
+				Env:        []string{"GREETING=hello-from-the-image"},
+				WorkingDir: "/data",
+				User:       "1000",
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return si
+	}
+	first := push()
+	c := startGuestPullCRI(t, ctx, writeConfidentialConfig(t, confidentialEnv.broker.Measurement, true))
+	pod := ccPod(t, ctx, c, "configpod")
+	c.run(t, ctx, "pull", "--pod-config", pod.cfg, first.Ref)
+
+	st, logs := pod.runToExit(t, ctx, "image-process", first.Ref, nil)
+	if want := "hello-from-the-image /data 1000:1000 1000 2000"; st.ExitCode != 0 || strings.TrimSpace(logs) != want {
+		t.Errorf("container exited %d (%s), log %q; want %q", st.ExitCode, st.Reason, logs, want)
+	}
+
+	moved := push()
+	if moved.Digest == first.Digest {
+		t.Fatal("the second push is the same image")
+	}
+	st, logs = pod.runToExit(t, ctx, "after-tag-moved", first.Ref, []string{"cat", "/secret.txt"})
+	if st.ExitCode != 0 || strings.TrimSpace(logs) != first.Secret {
+		t.Errorf("after the tag moved: exit %d, log %q; want the pulled image's secret %q (the new image's is %q)", st.ExitCode, logs, first.Secret, moved.Secret)
+	}
 }
