@@ -601,7 +601,7 @@ func FuzzDecodeAttestation(f *testing.F) {
 	f.Add([]byte(`{"tee-pubkey":{"kty":"EC"},"tee-evidence":""}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		k, ev, err := kbs.DecodeAttestation(body)
+		k, ev, _, err := kbs.DecodeAttestation(body)
 		if err != nil {
 			return
 		}

@@ -37,6 +37,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	agentapi "github.com/sccontainers/scc/api/agent/v1"
+	"github.com/sccontainers/scc/attest"
 	"github.com/sccontainers/scc/internal/forward"
 )
 
@@ -50,9 +51,19 @@ type Dialer interface {
 	Dial(ctx context.Context, target string) (net.Conn, error)
 }
 
+// Recorder binds an image the guest is about to run into its attestation
+// evidence.
+type Recorder interface {
+	RecordImage(ctx context.Context, img attest.Image) error
+}
+
 // Puller pulls images through the forwarded channel.
 type Puller struct {
 	Channel Dialer
+	// Recorder, if set, is told of the image once its manifest and config
+	// are checked, before any layer is fetched (and so before any key is
+	// asked for); an error stops the pull.
+	Recorder Recorder
 	// Keys gets the keys of encrypted layers; nil refuses encrypted
 	// layers.
 	Keys KeyGetter
@@ -93,6 +104,21 @@ type Image struct {
 
 	mounts []string // erofs mounts of layer disks
 	dms    []string // their dm-verity devices
+}
+
+// Claim is what the guest states about the image in its attestation
+// evidence.
+func (img *Image) Claim() attest.Image {
+	c := attest.Image{
+		Manifest:  img.ManifestDigest.String(),
+		Config:    img.ConfigDigest.String(),
+		Reference: img.Reference,
+		Pinned:    img.Pinned,
+	}
+	if img.IndexDigest != (v1.Hash{}) {
+		c.Index = img.IndexDigest.String()
+	}
+	return c
 }
 
 // Close unmounts the layer disks and removes the image's directory. The
@@ -155,6 +181,11 @@ func (p *Puller) Pull(ctx context.Context, req *agentapi.GuestImage, dir string)
 	if want := req.GetConfigDigest(); want != "" && want != out.ConfigDigest.String() {
 		return nil, fmt.Errorf("pull %s: %w: the image's config is %s, the host built the container from %s: %w",
 			ref, ErrConfigMismatch, out.ConfigDigest, want, errdefs.ErrFailedPrecondition)
+	}
+	if p.Recorder != nil {
+		if err := p.Recorder.RecordImage(ctx, out.Claim()); err != nil {
+			return nil, fmt.Errorf("pull %s: record the image in the attestation evidence: %w", ref, err)
+		}
 	}
 	manifest, err := img.Manifest()
 	if err != nil {

@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	agentapi "github.com/sccontainers/scc/api/agent/v1"
+	"github.com/sccontainers/scc/attest"
 	"github.com/sccontainers/scc/attest/client"
 	"github.com/sccontainers/scc/imagesplit"
 	"github.com/sccontainers/scc/imagesplit/layercrypt"
@@ -317,6 +318,57 @@ func TestPullRefuses(t *testing.T) {
 				t.Errorf("failed pull left %s behind (%v)", dir, err)
 			}
 		})
+	}
+}
+
+// recorder records the images it is told of, or refuses them.
+type recorder struct {
+	err    error
+	images []attest.Image
+}
+
+func (r *recorder) RecordImage(_ context.Context, img attest.Image) error {
+	r.images = append(r.images, img)
+	return r.err
+}
+
+// The image is recorded before any layer is fetched, with what was pulled;
+// a recorder that fails stops the pull before its keys are asked for.
+func TestPullRecordsImage(t *testing.T) {
+	requireRoot(t)
+	reg := newTestRegistry(t)
+	ctx := context.Background()
+	kbsKey, err := layercrypt.NewKBSKey("kbs:///default/image-key/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := encrypted(t, baseImage(t), kbsKey)
+	ref, d := reg.push(t, "app:v1", img)
+	cfg, _ := img.ConfigName()
+	broker := &fakeBroker{resources: map[string][]byte{"default/image-key/app": kbsKey.KEK}}
+	req := &agentapi.GuestImage{Reference: ref, ManifestDigest: d.String(), RegistryPlainHttp: true}
+
+	r := &recorder{}
+	p := &Puller{Channel: reg, Keys: &BrokerKeys{Broker: broker}, Recorder: r}
+	if _, err := p.Pull(ctx, req, filepath.Join(t.TempDir(), "img")); err != nil {
+		t.Fatal(err)
+	}
+	want := attest.Image{Manifest: d.String(), Config: cfg.String(), Reference: ref, Pinned: true}
+	if len(r.images) != 1 || r.images[0] != want {
+		t.Errorf("recorded %+v, want %+v", r.images, want)
+	}
+
+	broker.calls = 0
+	p = &Puller{Channel: reg, Keys: &BrokerKeys{Broker: broker}, Recorder: &recorder{err: errors.New("no tpm")}}
+	dir := filepath.Join(t.TempDir(), "img")
+	if _, err := p.Pull(ctx, req, dir); err == nil || !strings.Contains(err.Error(), "record the image in the attestation evidence: no tpm") {
+		t.Fatalf("Pull = %v", err)
+	}
+	if broker.calls != 0 {
+		t.Errorf("the broker was asked %d times for keys of an image not recorded", broker.calls)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("failed pull left %s", dir)
 	}
 }
 
