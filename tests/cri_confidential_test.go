@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,11 +14,14 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/sccontainers/scc/attest/kbs"
+	"github.com/sccontainers/scc/attest/vtpm"
 	"github.com/sccontainers/scc/imagesplit"
 	"github.com/sccontainers/scc/imagesplit/layercrypt"
 	"github.com/sccontainers/scc/internal/ctrd"
 	"github.com/sccontainers/scc/internal/guestpull"
 	"github.com/sccontainers/scc/internal/ocilayout"
+	"github.com/sccontainers/scc/shim"
 )
 
 // ccHandler is the CRI runtime handler of confidential containers in
@@ -329,5 +333,85 @@ func TestCRIConfidentialImageConfig(t *testing.T) {
 	st, logs = pod.runToExit(t, ctx, "after-tag-moved", first.Ref, []string{"cat", "/secret.txt"})
 	if st.ExitCode != 0 || strings.TrimSpace(logs) != first.Secret {
 		t.Errorf("after the tag moved: exit %d, log %q; want the pulled image's secret %q (the new image's is %q)", st.ExitCode, logs, first.Secret, moved.Secret)
+	}
+}
+
+// TestCRIConfidentialImageVTPM: a pod VM with a vTPM and no TEE attests
+// with its monitor's quote, whose log holds each image the guest pulled
+// (PCR 12), extended before the guest asked for the image's keys. The key
+// broker trusts the VM's attestation key (the shim writes it beside the
+// VM's state) and its boot PCR, and replays the log: with a policy that
+// lists another image the key is refused and the container fails saying
+// so; listing the image lets a new container of the pod run.
+func TestCRIConfidentialImageVTPM(t *testing.T) {
+	requireEnv(t)
+	requireSwtpm(t)
+	setupConfidential(t)
+	ctx := testContext(t)
+	kbsKey, err := layercrypt.NewKBSKey("kbs:///default/image-key/vtpm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := confidentialEnv.broker.Server.SetResource(ctx, kbsKey.ResourcePath(), kbsKey.KEK); err != nil {
+		t.Fatal(err)
+	}
+	si := pushSecretImage(t, "cri-vtpm:v1", imagesplit.ByIndex{1}, kbsKey)
+	cfg := writeConfidentialConfig(t, confidentialEnv.broker.Measurement, true)
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, bytes.Replace(b, []byte("[vm]\n"), []byte("[vm]\ntpm = true\n"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The boot PCR of the configuration's VMs, from one of them.
+	boot := hex.EncodeToString(quotedPCRs(t, attestVM(t, ctx, cfg))[vtpm.PCRBoot])
+
+	c := startGuestPullCRI(t, ctx, cfg)
+	pod := ccPod(t, ctx, c, "vtpmpod")
+	c.run(t, ctx, "pull", "--pod-config", pod.cfg, si.Ref)
+	akPub, err := os.ReadFile(filepath.Join(env.run, pod.id[:32], shim.VTPMAKName))
+	if err != nil {
+		t.Fatalf("the pod VM's attestation key: %v", err)
+	}
+	ak := vtpm.AKDigest(akPub)
+	t.Cleanup(func() {
+		if err := confidentialEnv.broker.SetImages(context.Background(), nil); err != nil {
+			t.Errorf("restore the broker's policy: %v", err)
+		}
+	})
+	setPolicy := func(images ...string) {
+		t.Helper()
+		if err := confidentialEnv.broker.Server.SetPolicy(ctx, kbs.Policy{Attestation: map[string]kbs.TEEPolicy{vtpm.TEE: {
+			Allow: true, TrustedAKs: []string{hex.EncodeToString(ak[:])},
+			PCRs: map[string][]string{"8": {boot}}, Images: images,
+		}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	other := "sha256:" + strings.Repeat("0f", 32)
+	setPolicy(other)
+	path := writeJSON(t, filepath.Join(c.dir, "vtpm-refused.json"), map[string]any{
+		"metadata": map[string]any{"name": "refused"},
+		"image":    map[string]any{"image": si.Ref},
+		"command":  []string{"cat", "/secret.txt"},
+		"log_path": "refused.log",
+	})
+	id := c.run(t, ctx, "create", pod.id, path, pod.cfg)
+	out, err := exec.CommandContext(ctx, c.crictl, "--runtime-endpoint", "unix://"+c.d.Address(), "start", id).CombinedOutput()
+	if err == nil {
+		t.Fatalf("the container ran on an image the policy does not list: %s", out)
+	}
+	want := "verify vtpm evidence: image not allowed by policy: the guest runs image " + si.Digest.String()
+	if !strings.Contains(string(out), want) {
+		t.Errorf("error %s does not say %q", out, want)
+	}
+	c.run(t, ctx, "rm", id)
+
+	setPolicy(other, si.Digest.String())
+	st, logs := pod.runToExit(t, ctx, "listed", si.Ref, []string{"cat", "/secret.txt"})
+	if st.ExitCode != 0 || strings.TrimSpace(logs) != si.Secret {
+		t.Fatalf("container exited %d (%s), log %q; want the secret line", st.ExitCode, st.Reason, logs)
 	}
 }
