@@ -1,5 +1,6 @@
 // Package attest holds what every TEE backend and the key broker share: the
-// binding of attestation evidence to one key broker session.
+// binding of attestation evidence to one key broker session, and what a
+// guest claims in it about the images it runs (RuntimeClaims).
 //
 // The rest is in packages of their own:
 //

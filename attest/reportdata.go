@@ -1,10 +1,12 @@
 package attest
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -38,12 +40,9 @@ var ErrUnsupportedKey = errors.New("unsupported public key type")
 // key was written as a JWK (member order, padding).
 func ReportData(nonce string, pubKey crypto.PublicKey) ([ReportDataSize]byte, error) {
 	var out [ReportDataSize]byte
-	if pubKey == nil {
-		return out, fmt.Errorf("report data: %w: nil key", ErrUnsupportedKey)
-	}
-	spki, err := x509.MarshalPKIXPublicKey(pubKey)
+	spki, err := marshalKey(pubKey)
 	if err != nil {
-		return out, fmt.Errorf("report data: %w: %v", ErrUnsupportedKey, err)
+		return out, err
 	}
 	h := sha512.New()
 	h.Write([]byte(reportDataDomain))
@@ -58,4 +57,30 @@ func writeField(h interface{ Write([]byte) (int, error) }, b []byte) {
 	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
 	h.Write(n[:])
 	h.Write(b)
+}
+
+// marshalKey is the DER SubjectPublicKeyInfo of pubKey.
+func marshalKey(pubKey crypto.PublicKey) ([]byte, error) {
+	if pubKey == nil {
+		return nil, fmt.Errorf("report data: %w: nil key", ErrUnsupportedKey)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(pubKey)
+	if err != nil {
+		return nil, fmt.Errorf("report data: %w: %v", ErrUnsupportedKey, err)
+	}
+	return spki, nil
+}
+
+// decodeStrict decodes one JSON value into v, refusing unknown members
+// and trailing data.
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data")
+	}
+	return nil
 }

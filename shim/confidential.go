@@ -7,13 +7,16 @@ import (
 	"net"
 	"strings"
 
+	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	agent "github.com/sccontainers/scc/api/agent/v1"
 	"github.com/sccontainers/scc/attest/sim"
 	"github.com/sccontainers/scc/internal/forward"
+	"github.com/sccontainers/scc/snapshotter"
 )
 
 // Container annotations that name the image the guest of a confidential
@@ -123,14 +126,21 @@ func (c ConfidentialConfig) targets() map[string]string {
 }
 
 // guestImage says which image the guest of a confidential container pulls
-// and how it gets the keys of its encrypted layers.
-func (c ConfidentialConfig) guestImage(spec *specs.Spec) (*agent.GuestImage, error) {
+// and how it gets the keys of its encrypted layers. host, when the
+// container's rootfs is the snapshotter's placeholder, is the image
+// containerd resolved and built the container's spec from: the guest
+// pulls exactly that manifest, and checks that its config is the one the
+// spec came from.
+func (c ConfidentialConfig) guestImage(spec *specs.Spec, host *hostImage) (*agent.GuestImage, error) {
 	if c.Registry == "" {
 		return nil, fmt.Errorf("confidential container: the runtime configuration has no confidential.registry to pull from: %w", errdefs.ErrFailedPrecondition)
 	}
 	ref := spec.Annotations[AnnotationImage]
 	if ref == "" {
 		ref = spec.Annotations[criImageName]
+	}
+	if ref == "" && host != nil {
+		ref = host.name
 	}
 	if ref == "" {
 		return nil, fmt.Errorf("confidential container: no image reference (annotation %s or %s): %w", AnnotationImage, criImageName, errdefs.ErrInvalidArgument)
@@ -150,6 +160,11 @@ func (c ConfidentialConfig) guestImage(spec *specs.Spec) (*agent.GuestImage, err
 		}
 		img.ManifestDigest = d
 	}
+	if host != nil {
+		if err := bindHostImage(img, *host); err != nil {
+			return nil, err
+		}
+	}
 	if c.SimAuthority != "" {
 		a, err := sim.NewAuthority(c.SimAuthority)
 		if err != nil {
@@ -159,4 +174,38 @@ func (c ConfidentialConfig) guestImage(spec *specs.Spec) (*agent.GuestImage, err
 		img.KeyBroker.SimMeasurement, _ = hex.DecodeString(c.SimMeasurement)
 	}
 	return img, nil
+}
+
+// errImageMismatch is an image the annotations name that is not the one
+// containerd built the container's spec from.
+var errImageMismatch = errors.New("the image to pull in the guest is not the image containerd built the container from")
+
+// bindHostImage pins the guest's pull to the manifest (or index)
+// containerd resolved, and passes the config digest its spec came from.
+// The host built the spec without the image's files (the snapshotter
+// gives it none), so the guest looks the user's groups up.
+func bindHostImage(img *agent.GuestImage, host hostImage) error {
+	if img.ManifestDigest != "" && img.ManifestDigest != host.target.String() {
+		return fmt.Errorf("%w: annotation %s pins %s, containerd resolved %s: %w", errImageMismatch, AnnotationImageDigest, img.ManifestDigest, host.target, errdefs.ErrFailedPrecondition)
+	}
+	if want, err := reference.ParseDockerRef(img.Reference); err == nil {
+		if got, err := reference.ParseDockerRef(host.name); err == nil && got.Name() != want.Name() {
+			return fmt.Errorf("%w: %s is to be pulled, containerd's image is %s: %w", errImageMismatch, want.Name(), got.Name(), errdefs.ErrFailedPrecondition)
+		}
+	}
+	img.ManifestDigest = host.target.String()
+	img.ConfigDigest = host.config.String()
+	img.LookupGroups = true
+	return nil
+}
+
+// errGuestPullNotConfidential is a container whose rootfs is the
+// snapshotter's placeholder but whose runtime does not make it
+// confidential: nothing would give it its image.
+var errGuestPullNotConfidential = fmt.Errorf("its image was left to the guest by the %q snapshotter, but the container is not confidential: give the runtime handler that uses this snapshotter a configuration with confidential.enabled = true: %w", snapshotter.Name, errdefs.ErrFailedPrecondition)
+
+// guestPulledRootfs reports whether containerd's rootfs is the
+// snapshotter's placeholder.
+func guestPulledRootfs(rootfs []*types.Mount) bool {
+	return len(rootfs) == 1 && rootfs[0].Type == "bind" && snapshotter.GuestPulled(rootfs[0].Source)
 }

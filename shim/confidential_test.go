@@ -1,16 +1,21 @@
 package shim
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/sccontainers/scc/internal/forward"
+	"github.com/sccontainers/scc/snapshotter"
 )
 
 func TestConfidentialAnnotation(t *testing.T) {
@@ -111,7 +116,7 @@ func TestGuestImage(t *testing.T) {
 		{"bad digest", map[string]string{AnnotationImage: "r/app:v1", AnnotationImageDigest: "sha256:12"}, "", errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			img, err := c.guestImage(&specs.Spec{Annotations: tc.ann})
+			img, err := c.guestImage(&specs.Spec{Annotations: tc.ann}, nil)
 			if !errors.Is(err, tc.wantErr) || (err != nil) != (tc.wantErr != nil) {
 				t.Fatalf("guestImage = %v, want %v", err, tc.wantErr)
 			}
@@ -130,7 +135,73 @@ func TestGuestImage(t *testing.T) {
 			}
 		})
 	}
-	if _, err := (ConfidentialConfig{Enabled: true}).guestImage(&specs.Spec{Annotations: map[string]string{AnnotationImage: "r/a"}}); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+	if _, err := (ConfidentialConfig{Enabled: true}).guestImage(&specs.Spec{Annotations: map[string]string{AnnotationImage: "r/a"}}, nil); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Errorf("guestImage without a registry = %v, want ErrFailedPrecondition", err)
+	}
+}
+
+// A container whose rootfs is the snapshotter's placeholder pulls the
+// image containerd resolved, pinned, and checks its config.
+func TestGuestImageFromHost(t *testing.T) {
+	c := ConfidentialConfig{Enabled: true, Registry: "127.0.0.1:5000"}
+	host := hostImage{
+		name:   "127.0.0.1:5000/app:v1",
+		target: digest.Digest("sha256:" + strings.Repeat("aa", 32)),
+		config: digest.Digest("sha256:" + strings.Repeat("cc", 32)),
+	}
+	for _, tc := range []struct {
+		name    string
+		ann     map[string]string
+		ref     string
+		wantErr bool
+	}{
+		{"ctr: containerd's name", nil, host.name, false},
+		{"cri image name", map[string]string{criImageName: "127.0.0.1:5000/app:v1"}, "127.0.0.1:5000/app:v1", false},
+		{"same pin", map[string]string{AnnotationImageDigest: host.target.String()}, host.name, false},
+		{"another pin", map[string]string{AnnotationImageDigest: "sha256:" + strings.Repeat("bb", 32)}, "", true},
+		{"another image", map[string]string{AnnotationImage: "127.0.0.1:5000/other:v1"}, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img, err := c.guestImage(&specs.Spec{Annotations: tc.ann}, &host)
+			if tc.wantErr {
+				if !errors.Is(err, errImageMismatch) || !errors.Is(err, errdefs.ErrFailedPrecondition) {
+					t.Fatalf("guestImage = %v, want errImageMismatch", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img.Reference != tc.ref || img.ManifestDigest != host.target.String() || img.ConfigDigest != host.config.String() || !img.LookupGroups {
+				t.Errorf("image %v", img)
+			}
+		})
+	}
+}
+
+func TestGuestPulledRootfs(t *testing.T) {
+	sn, err := snapshotter.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sn.Close()
+	ctx := namespaces.WithNamespace(context.Background(), "test")
+	m, err := sn.Prepare(ctx, "c", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	placeholder := []*types.Mount{{Type: m[0].Type, Source: m[0].Source, Options: m[0].Options}}
+	if !guestPulledRootfs(placeholder) {
+		t.Error("the snapshotter's rootfs is not recognised")
+	}
+	for _, rootfs := range [][]*types.Mount{
+		nil,
+		{{Type: "bind", Source: t.TempDir(), Options: []string{"rbind"}}},
+		{{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=" + m[0].Source}}},
+		append(placeholder, placeholder[0]),
+	} {
+		if guestPulledRootfs(rootfs) {
+			t.Errorf("%v taken for the snapshotter's rootfs", rootfs)
+		}
 	}
 }

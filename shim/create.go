@@ -72,8 +72,17 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	// A confidential container's guest pulls its image: the host's
 	// rootfs (containerd's snapshot) is never shown to it.
 	var img *agent.GuestImage
+	guestPulled := guestPulledRootfs(r.Rootfs)
 	if sb.confidential.Enabled {
-		if img, err = sb.confidential.guestImage(spec); err != nil {
+		var host *hostImage
+		if guestPulled {
+			h, err := lookupHostImage(ctx, r.ID)
+			if err != nil {
+				return nil, fmt.Errorf("create %s: %w", r.ID, err)
+			}
+			host = &h
+		}
+		if img, err = sb.confidential.guestImage(spec, host); err != nil {
 			return nil, fmt.Errorf("create %s: %w", r.ID, err)
 		}
 		if sb.confidential.LayerCache != "" {
@@ -83,6 +92,8 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 				log.G(ctx).WithError(err).Warn("layer cache: the guest pulls every layer")
 			}
 		}
+	} else if guestPulled {
+		return nil, fmt.Errorf("create %s: %w", r.ID, errGuestPullNotConfidential)
 	}
 	share, err := sb.share(ctx, r.ID, r.Rootfs, r.Bundle, spec, img == nil)
 	if err != nil {

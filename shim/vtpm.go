@@ -51,8 +51,19 @@ func startVTPM(ctx context.Context, dir string) (_ *vTPM, retErr error) {
 	if err != nil {
 		return nil, fmt.Errorf("start vTPM: %w", err)
 	}
+	// Beside the VM's state, for whoever pins this VM's key in a
+	// verifier's policy.
+	if err := os.WriteFile(filepath.Join(dir, VTPMAKName), ak, 0o644); err != nil {
+		return nil, fmt.Errorf("start vTPM: %w", err)
+	}
 	return &vTPM{Swtpm: s, akPublic: ak}, nil
 }
+
+// VTPMAKName is the file in a VM's state directory that holds its vTPM's
+// attestation key (TPMT_PUBLIC, vtpm.AKPublic), written before the VM
+// starts: vtpm.AKDigest of it is what a key broker's policy trusts
+// (trusted_aks).
+const VTPMAKName = "tpm-ak.pub"
 
 // device is how the VM attaches the vTPM.
 func (t *vTPM) device() *vmm.TPM {

@@ -379,3 +379,50 @@ func TestConfidentialLayerCache(t *testing.T) {
 	}
 	checkNoLeaks(t)
 }
+
+// TestConfidentialImagePolicy: the guest binds the manifest it pulled into
+// its evidence before it asks for keys, and the key broker's policy lists
+// the images its guests may run: a policy naming another image refuses the
+// key, and the container fails saying so; naming the image lets it run.
+func TestConfidentialImagePolicy(t *testing.T) {
+	requireEnv(t)
+	setupConfidential(t)
+	ctx := testContext(t)
+	kbsKey, err := layercrypt.NewKBSKey("kbs:///default/image-key/policy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := confidentialEnv.broker.Server.SetResource(ctx, kbsKey.ResourcePath(), kbsKey.KEK); err != nil {
+		t.Fatal(err)
+	}
+	si := pushSecretImage(t, "image-policy:v1", imagesplit.ByIndex{1}, kbsKey)
+	cfg := confidentialConfig(t, confidentialEnv.broker.Measurement)
+	t.Cleanup(func() {
+		if err := confidentialEnv.broker.SetImages(context.Background(), nil); err != nil {
+			t.Errorf("restore the broker's policy: %v", err)
+		}
+	})
+
+	other := "sha256:" + strings.Repeat("0f", 32)
+	if err := confidentialEnv.broker.SetImages(ctx, []string{other}); err != nil {
+		t.Fatal(err)
+	}
+	out, _, stderr, code := runConfidential(t, ctx, cfg, "policy-other", si)
+	t.Logf("ctr: %s", strings.TrimSpace(stderr))
+	if code == 0 || out != "" {
+		t.Fatalf("the container ran on an image the policy does not list (exit %d, output %q)", code, out)
+	}
+	want := "image not allowed by policy: the guest runs image " + si.Digest.String()
+	if !strings.Contains(stderr, "key broker refused") || !strings.Contains(stderr, want) {
+		t.Errorf("error %q does not say %q", stderr, want)
+	}
+	checkNoLeaks(t)
+
+	if err := confidentialEnv.broker.SetImages(ctx, []string{other, si.Digest.String()}); err != nil {
+		t.Fatal(err)
+	}
+	out, _, stderr, code = runConfidential(t, ctx, cfg, "policy-listed", si)
+	if code != 0 || out != si.Secret {
+		t.Fatalf("exit %d, output %q, want %q (stderr: %s)", code, out, si.Secret, stderr)
+	}
+}

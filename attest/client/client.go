@@ -6,8 +6,9 @@
 //
 // One session is: POST /kbs/v0/auth (the broker returns a nonce), then
 // POST /kbs/v0/attest with evidence whose REPORT_DATA is
-// attest.ReportData(nonce, session key), then GET /kbs/v0/resource/...,
-// answered with a JWE encrypted to the session key.
+// attest.ReportData(nonce, session key) (attest.ReportDataWithClaims when
+// the guest sends runtime claims), then GET /kbs/v0/resource/..., answered
+// with a JWE encrypted to the session key.
 package client
 
 import (
@@ -85,6 +86,11 @@ type Client struct {
 	AllowHTTP bool
 	// KeyType is the ephemeral key type; RSA3072 by default.
 	KeyType KeyType
+	// Claims, if set, are the guest's runtime claims (the images it
+	// pulled): sent with the evidence and bound into its REPORT_DATA
+	// (attest.ReportDataWithClaims), so the broker's policy can judge
+	// them.
+	Claims *attest.RuntimeClaims
 }
 
 // ServerError is a refusal from the broker: its HTTP status and the
@@ -133,7 +139,7 @@ func (c *Client) GetResource(ctx context.Context, path string, attester Attester
 	if ch.Nonce == "" {
 		return nil, errors.New("kbs auth: empty nonce")
 	}
-	rd, err := attest.ReportData(ch.Nonce, jwk.Key)
+	rd, err := attest.ReportDataWithClaims(ch.Nonce, jwk.Key, c.Claims)
 	if err != nil {
 		return nil, err
 	}
@@ -144,9 +150,11 @@ func (c *Client) GetResource(ctx context.Context, path string, attester Attester
 	var tok struct {
 		Token string `json:"token"`
 	}
-	if _, err := post(ctx, hc, base+"/attest", cookies, map[string]any{
-		"tee-pubkey": jwk, "tee-evidence": json.RawMessage(evidence),
-	}, &tok); err != nil {
+	attestation := map[string]any{"tee-pubkey": jwk, "tee-evidence": json.RawMessage(evidence)}
+	if c.Claims != nil && len(c.Claims.Images) > 0 {
+		attestation["runtime-claims"] = c.Claims
+	}
+	if _, err := post(ctx, hc, base+"/attest", cookies, attestation, &tok); err != nil {
 		return nil, fmt.Errorf("kbs attest: %w", err)
 	}
 

@@ -33,6 +33,9 @@ var ErrBadRequest = errors.New("malformed attestation request")
 type attestationRequest struct {
 	TEEPubKey   json.RawMessage `json:"tee-pubkey"`
 	TEEEvidence json.RawMessage `json:"tee-evidence"`
+	// RuntimeClaims are scc's: what the guest states about the images it
+	// runs, bound into REPORT_DATA (attest.ReportDataWithClaims).
+	RuntimeClaims json.RawMessage `json:"runtime-claims,omitempty"`
 }
 
 // attestationToken is the spec's AttestationToken.
@@ -41,35 +44,44 @@ type attestationToken struct {
 }
 
 // DecodeAttestation parses an untrusted /attest request body: the guest's
-// public key (a JWK usable as a JWE recipient) and the evidence, returned
-// as the JSON object the TEE's verifier decodes (see package verifier).
-// The evidence may be the JSON object the spec describes or, as some KBS
-// clients send it, a string holding that object.
-func DecodeAttestation(body []byte) (*jose.JSONWebKey, []byte, error) {
+// public key (a JWK usable as a JWE recipient), the evidence, returned
+// as the JSON object the TEE's verifier decodes (see package verifier),
+// and the guest's runtime claims, nil if it sent none. The evidence may
+// be the JSON object the spec describes or, as some KBS clients send it,
+// a string holding that object.
+func DecodeAttestation(body []byte) (*jose.JSONWebKey, []byte, *attest.RuntimeClaims, error) {
 	var req attestationRequest
 	if err := decodeStrict(body, &req); err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	if len(req.TEEPubKey) == 0 || len(req.TEEEvidence) == 0 {
-		return nil, nil, fmt.Errorf("%w: tee-pubkey and tee-evidence are required", ErrBadRequest)
+		return nil, nil, nil, fmt.Errorf("%w: tee-pubkey and tee-evidence are required", ErrBadRequest)
 	}
 	key, err := parseTEEPubKey(req.TEEPubKey)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	raw := []byte(req.TEEEvidence)
 	if raw[0] == '"' {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, nil, fmt.Errorf("%w: tee-evidence: %v", ErrBadRequest, err)
+			return nil, nil, nil, fmt.Errorf("%w: tee-evidence: %v", ErrBadRequest, err)
 		}
 		raw = []byte(s)
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, nil, fmt.Errorf("%w: tee-evidence is not a JSON object: %v", ErrBadRequest, err)
+		return nil, nil, nil, fmt.Errorf("%w: tee-evidence is not a JSON object: %v", ErrBadRequest, err)
 	}
-	return key, raw, nil
+	var claims *attest.RuntimeClaims
+	if len(req.RuntimeClaims) > 0 && string(req.RuntimeClaims) != "null" {
+		c, err := attest.ParseRuntimeClaims(req.RuntimeClaims)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("%w: runtime-claims: %v", ErrBadRequest, err)
+		}
+		claims = &c
+	}
+	return key, raw, claims, nil
 }
 
 // parseTEEPubKey accepts a public RSA (>= 2048 bits, for RSA-OAEP-256) or
@@ -126,13 +138,13 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, problemInvalidRequest, tee, "read request: "+err.Error())
 		return
 	}
-	key, evidence, err := DecodeAttestation(body)
+	key, evidence, runtimeClaims, err := DecodeAttestation(body)
 	if err != nil {
 		logger.WithFields(log.Fields{"decision": "refuse", "reason": err.Error()}).Warn("kbs attest: bad request")
 		writeError(w, http.StatusBadRequest, problemInvalidRequest, tee, err.Error())
 		return
 	}
-	claims, report, err := s.verify(ctx, sess, ch, key, evidence)
+	claims, report, err := s.verify(ctx, sess, ch, key, evidence, runtimeClaims)
 	if err != nil {
 		status, problem := attestStatus(err)
 		logger.WithFields(log.Fields{"decision": "refuse", "reason": err.Error()}).Warn("kbs attest: evidence refused")
@@ -152,7 +164,7 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, problemUnavailable, tee, err.Error())
 		return
 	}
-	entry := logger.WithFields(log.Fields{"decision": "accept", "measurement": claims.Measurement, "reason": report})
+	entry := logger.WithFields(log.Fields{"decision": "accept", "measurement": claims.Measurement, "images": imageDigests(claims.Images), "reason": report})
 	if tee == sim.TEE {
 		entry.Warn("kbs attest: SIMULATED TEE accepted by explicit policy; it offers no security")
 	} else {
@@ -163,20 +175,21 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 
 // verify checks the evidence against the policy for the session's TEE,
 // with REPORT_DATA (a vTPM quote's qualifying data) bound to the session
-// nonce and the request's key.
-func (s *Server) verify(ctx context.Context, sess *session, ch *challenged, key *jose.JSONWebKey, evidence []byte) (*verifier.Claims, string, error) {
-	rd, err := attest.ReportData(ch.nonce, key.Key)
+// nonce, the request's key and the guest's runtime claims.
+func (s *Server) verify(ctx context.Context, sess *session, ch *challenged, key *jose.JSONWebKey, evidence []byte, runtimeClaims *attest.RuntimeClaims) (*verifier.Claims, string, error) {
+	rd, err := attest.ReportDataWithClaims(ch.nonce, key.Key, runtimeClaims)
 	if err != nil {
 		return nil, "", err
 	}
 	doc := s.currentPolicy()
 	opts := verifier.Options{
-		Policy:     &doc,
-		ReportData: &rd,
-		Now:        s.cfg.Now(),
-		SNPRoots:   s.cfg.SNPRoots,
-		SNPGetter:  s.cfg.SNPGetter,
-		TDXRoots:   s.cfg.TDXRoots,
+		Policy:        &doc,
+		ReportData:    &rd,
+		RuntimeClaims: runtimeClaims,
+		Now:           s.cfg.Now(),
+		SNPRoots:      s.cfg.SNPRoots,
+		SNPGetter:     s.cfg.SNPGetter,
+		TDXRoots:      s.cfg.TDXRoots,
 	}
 	if sess.tee == tdx.TEE && s.cfg.TDXCollateralDir != "" {
 		// Read for each attestation: an operator refreshes the files
@@ -199,10 +212,22 @@ func (s *Server) verify(ctx context.Context, sess *session, ch *challenged, key 
 	if len(claims.Workloads) > 0 {
 		report += fmt.Sprintf(", workloads %v", claims.Workloads)
 	}
+	if len(claims.Images) > 0 {
+		report += fmt.Sprintf(", images %v (%s)", imageDigests(claims.Images), claims.ImagesFrom)
+	}
 	if claims.TEE == sim.TEE {
 		report = "SIMULATED TEE (no hardware protection): " + report
 	}
 	return claims, report, nil
+}
+
+// imageDigests lists the manifest digests of images.
+func imageDigests(images []attest.Image) []string {
+	out := make([]string, 0, len(images))
+	for _, i := range images {
+		out = append(out, i.Manifest)
+	}
+	return out
 }
 
 // policyErrors are refusals by policy (403); every other verification
@@ -210,6 +235,7 @@ func (s *Server) verify(ctx context.Context, sess *session, ch *challenged, key 
 var policyErrors = []error{
 	policy.ErrTEENotAllowed,
 	policy.ErrReferenceMismatch,
+	policy.ErrImageNotAllowed,
 	sim.ErrSimNotAllowed,
 	snp.ErrInvalidPolicy,
 	snp.ErrMeasurementMismatch,

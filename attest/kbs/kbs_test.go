@@ -583,8 +583,11 @@ func FuzzDecodeAttestation(f *testing.F) {
 	key, _ := rsa.GenerateKey(rand.Reader, 2048)
 	good, _ := json.Marshal(map[string]any{"tee-pubkey": jose.JSONWebKey{Key: &key.PublicKey}, "tee-evidence": json.RawMessage(ev)})
 	asString, _ := json.Marshal(map[string]any{"tee-pubkey": jose.JSONWebKey{Key: &key.PublicKey}, "tee-evidence": string(ev)})
+	withClaims, _ := json.Marshal(map[string]any{"tee-pubkey": jose.JSONWebKey{Key: &key.PublicKey}, "tee-evidence": json.RawMessage(ev),
+		"runtime-claims": map[string]any{"images": []any{map[string]any{"manifest": "sha256:" + strings.Repeat("a", 64), "config": "sha256:" + strings.Repeat("c", 64), "pinned": true}}}})
 	f.Add(good)
 	f.Add(asString)
+	f.Add(withClaims)
 	vtpmEv, err := os.ReadFile(filepath.Join("..", "vtpm", "testdata", "evidence.json"))
 	if err != nil {
 		f.Fatal(err)
@@ -601,9 +604,14 @@ func FuzzDecodeAttestation(f *testing.F) {
 	f.Add([]byte(`{"tee-pubkey":{"kty":"EC"},"tee-evidence":""}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		k, ev, err := kbs.DecodeAttestation(body)
+		k, ev, claims, err := kbs.DecodeAttestation(body)
 		if err != nil {
 			return
+		}
+		if claims != nil {
+			if _, err := claims.Marshal(); err != nil {
+				t.Fatalf("decoded claims do not encode: %v", err)
+			}
 		}
 		if k == nil || !k.IsPublic() {
 			t.Fatal("decoded a non-public key without error")

@@ -44,5 +44,5 @@ func decodeStrict(data []byte, v any) error {
 
 // session returns what resource rules judge of an attested session.
 func (c tokenClaims) session() policy.Session {
-	return policy.Session{TEE: c.TEE, Measurement: c.Measurement, Workloads: c.Workloads}
+	return policy.Session{TEE: c.TEE, Measurement: c.Measurement, Workloads: c.Workloads, Images: c.Images}
 }

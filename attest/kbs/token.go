@@ -17,6 +17,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/sccontainers/scc/attest"
 	"github.com/sccontainers/scc/attest/verifier"
 )
 
@@ -43,10 +44,11 @@ type tokenClaims struct {
 	// EvaluationReport says which policy accepted the evidence.
 	EvaluationReport string `json:"evaluation-report"`
 
-	TEE         string   `json:"tee"`
-	Measurement string   `json:"measurement"`
-	Debug       bool     `json:"debug"`
-	Workloads   []string `json:"workloads,omitempty"`
+	TEE         string         `json:"tee"`
+	Measurement string         `json:"measurement"`
+	Debug       bool           `json:"debug"`
+	Workloads   []string       `json:"workloads,omitempty"`
+	Images      []attest.Image `json:"images,omitempty"`
 }
 
 // tokenSigner signs and verifies attestation tokens with an ES256 key
@@ -97,6 +99,7 @@ func (s *tokenSigner) issue(now time.Time, ttl time.Duration, claims *verifier.C
 		Measurement:      claims.Measurement,
 		Debug:            claims.Debug,
 		Workloads:        claims.Workloads,
+		Images:           claims.Images,
 	}
 	token, err := jwt.Signed(s.signer).Claims(tc).Serialize()
 	return token, tc, err

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sccontainers/scc/attest"
 	"github.com/sccontainers/scc/attest/sim"
 	"github.com/sccontainers/scc/attest/snp"
 	"github.com/sccontainers/scc/attest/tdx"
@@ -44,6 +45,9 @@ var (
 	ErrReferenceMismatch = errors.New("evidence does not match the policy's reference values")
 	// ErrResourceDenied means a resource rule refused the session.
 	ErrResourceDenied = errors.New("resource policy denies access")
+	// ErrImageNotAllowed means the guest runs a container image the
+	// policy does not list, or does not say which images it runs.
+	ErrImageNotAllowed = errors.New("image not allowed by policy")
 	// ErrOriginNotAllowed means a vTPM guest started in a way the
 	// policy's origin terms do not accept: restored when it must have
 	// booted fresh, or restored from a snapshot the policy does not
@@ -109,6 +113,12 @@ type TEE struct {
 	// monitor records it in the lifecycle PCR. Absent, any start is
 	// accepted.
 	Origin *Origin `json:"origin,omitempty"`
+
+	// Images, if set, are the container images guests of this type may
+	// run: manifest (or index) digests, "sha256:<hex>". Every image the
+	// guest reports having pulled must be one of them, and a guest that
+	// reports none is refused. Absent, any image is accepted.
+	Images []string `json:"images,omitempty"`
 }
 
 // Origin are the accepted ways for a vTPM guest to have started. A guest
@@ -174,6 +184,10 @@ type ResourceRule struct {
 	// Workloads lists the workloads allowed: the session must have
 	// matched one of them. Empty allows any.
 	Workloads []string `json:"workloads,omitempty"`
+	// Images lists the container images (manifest or index digests,
+	// "sha256:<hex>") a guest may run to get these resources: every image
+	// it reports must be one of them. Empty allows any.
+	Images []string `json:"images,omitempty"`
 }
 
 // Parse decodes and validates a whole policy document. Unknown members
@@ -292,6 +306,9 @@ func (d Document) validateTEE(tee string) error {
 	}
 	if err := tp.Origin.validate(); err != nil {
 		return fmt.Errorf("origin: %v", err)
+	}
+	if err := validateImages(tp.Images); err != nil {
+		return err
 	}
 	if !tp.Allow {
 		return nil
@@ -451,4 +468,43 @@ func decodeHexList(list []string, size int) ([][]byte, error) {
 		out = append(out, b)
 	}
 	return out, nil
+}
+
+// validateImages checks a list of image digests.
+func validateImages(images []string) error {
+	for _, d := range images {
+		if !attest.ValidDigest(d) {
+			return fmt.Errorf("images: %q is not a sha256 digest (sha256:<64 lower-case hex>)", d)
+		}
+	}
+	return nil
+}
+
+// CheckImages checks the images a verified guest of type tee runs (its
+// event log's or the runtime claims it bound to its evidence) against
+// the TEE policy's images. known is false when the evidence cannot tell
+// (a vTPM quote without the image PCR). Errors wrap ErrImageNotAllowed.
+func (d Document) CheckImages(tee string, images []attest.Image, known bool) error {
+	allowed := d.Attestation[tee].Images
+	if len(allowed) > 0 && !known {
+		return fmt.Errorf("%w: the %s policy lists images, and the evidence does not show which the guest runs", ErrImageNotAllowed, tee)
+	}
+	return checkImages(allowed, images, "the "+tee+" policy")
+}
+
+// checkImages checks that every image is one of allowed (by manifest or
+// index digest); an empty allowed accepts any.
+func checkImages(allowed []string, images []attest.Image, who string) error {
+	if len(allowed) == 0 {
+		return nil
+	}
+	if len(images) == 0 {
+		return fmt.Errorf("%w: %s lists images, and the guest reported none", ErrImageNotAllowed, who)
+	}
+	for _, img := range images {
+		if !slices.ContainsFunc(img.Digests(), func(d string) bool { return slices.Contains(allowed, d) }) {
+			return fmt.Errorf("%w: the guest runs image %s (%s), which %s does not list", ErrImageNotAllowed, img.Manifest, img.Reference, who)
+		}
+	}
+	return nil
 }

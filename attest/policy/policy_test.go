@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sccontainers/scc/attest"
 	"github.com/sccontainers/scc/attest/vtpm"
 )
 
@@ -17,6 +18,7 @@ var (
 	root     = strings.Repeat("cd", 32)
 	ak       = strings.Repeat("ef", 32)
 	snap     = strings.Repeat("5a", 32)
+	img1     = strings.Repeat("1a", 32)
 )
 
 func TestParse(t *testing.T) {
@@ -40,6 +42,9 @@ func TestParse(t *testing.T) {
 			"workloads":{"web":{"snp":{"measurements":["` + m1 + `"],"host_data":"` + hd1 + `"},"tdx":{"mrtd":["` + m1 + `"],"mr_config_id":"` + m2 + `"},"vtpm":{"pcrs":{"10":["` + pcr1 + `"]}}}},
 			"resources":{"default/web/*":{"workloads":["web"]}}}`},
 
+		{name: "images", doc: `{"attestation":{"snp":{"allow":true,"measurements":["` + m1 + `"],"images":["sha256:` + img1 + `"]}},"resources":{"default/k/*":{"images":["sha256:` + img1 + `"]}}}`},
+		{name: "image without algorithm", doc: `{"attestation":{"snp":{"allow":true,"measurements":["` + m1 + `"],"images":["` + img1 + `"]}}}`, wantErr: "is not a sha256 digest"},
+		{name: "resource image upper-case", doc: `{"resources":{"default/k/*":{"images":["sha256:` + strings.ToUpper(img1) + `"]}}}`, wantErr: "is not a sha256 digest"},
 		{name: "bad root", doc: `{"attestation":{"sim":{"allow":true,"roots":["xyz"],"measurements":["` + m1 + `"]}}}`, wantErr: "xyz"},
 		{name: "roots on snp", doc: `{"attestation":{"snp":{"allow":true,"roots":["` + root + `"],"measurements":["` + m1 + `"]}}}`, wantErr: "roots does not apply to snp"},
 		{name: "short host data", doc: `{"attestation":{"snp":{"allow":true,"host_data":"ab","measurements":["` + m1 + `"]}}}`, wantErr: "host_data"},
@@ -289,4 +294,47 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = d.AllowResource("default/key/1", Session{TEE: "snp", Workloads: []string{"web"}})
 	})
+}
+
+func TestCheckImages(t *testing.T) {
+	a := attest.Image{Manifest: "sha256:" + strings.Repeat("a", 64), Config: "sha256:" + strings.Repeat("c", 64)}
+	viaIndex := attest.Image{Manifest: "sha256:" + strings.Repeat("b", 64), Index: "sha256:" + strings.Repeat("d", 64), Config: a.Config}
+	d := Document{Attestation: map[string]TEE{
+		"snp":  {Allow: true, Images: []string{a.Manifest, viaIndex.Index}},
+		"vtpm": {Allow: true},
+	}}
+	for _, tc := range []struct {
+		name   string
+		tee    string
+		images []attest.Image
+		known  bool
+		want   string // part of the error; empty: accepted
+	}{
+		{"listed", "snp", []attest.Image{a}, true, ""},
+		{"listed by its index", "snp", []attest.Image{a, viaIndex}, true, ""},
+		{"one not listed", "snp", []attest.Image{a, {Manifest: "sha256:" + strings.Repeat("e", 64)}}, true, "runs image sha256:eeee"},
+		{"none reported", "snp", nil, true, "reported none"},
+		{"evidence cannot tell", "snp", []attest.Image{a}, false, "does not show"},
+		{"policy without images", "vtpm", nil, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := d.CheckImages(tc.tee, tc.images, tc.known)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrImageNotAllowed) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("CheckImages = %v, want ErrImageNotAllowed saying %q", err, tc.want)
+			}
+		})
+	}
+	rd := Document{Resources: map[string]ResourceRule{"default/k/*": {Images: []string{a.Manifest}}}}
+	if err := rd.AllowResource("default/k/x", Session{TEE: "snp", Images: []attest.Image{a}}); err != nil {
+		t.Errorf("resource for a listed image: %v", err)
+	}
+	if err := rd.AllowResource("default/k/x", Session{TEE: "snp", Images: []attest.Image{viaIndex}}); !errors.Is(err, ErrResourceDenied) || !errors.Is(err, ErrImageNotAllowed) {
+		t.Errorf("resource for another image: %v", err)
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/sccontainers/scc/attest"
 )
 
 // Session is what resource rules judge: the facts of an attested session.
@@ -18,6 +20,8 @@ type Session struct {
 	Measurement string
 	// Workloads are the workloads the evidence matched.
 	Workloads []string
+	// Images are the container images the guest reported.
+	Images []attest.Image
 }
 
 // AllowResource applies every rule whose pattern matches resource
@@ -43,6 +47,9 @@ func (d Document) AllowResource(resource string, s Session) error {
 			return fmt.Errorf("%w: rule %q allows workloads %s, the session matched %s",
 				ErrResourceDenied, pattern, list(rule.Workloads), list(s.Workloads))
 		}
+		if err := checkImages(rule.Images, s.Images, fmt.Sprintf("rule %q", pattern)); err != nil {
+			return fmt.Errorf("%w: %w", ErrResourceDenied, err)
+		}
 	}
 	return nil
 }
@@ -65,6 +72,9 @@ func (d Document) validateRule(pattern string) error {
 		}
 	}
 	if _, err := decodeHexList(rule.Measurements, MeasurementSize); err != nil {
+		return err
+	}
+	if err := validateImages(rule.Images); err != nil {
 		return err
 	}
 	for _, w := range rule.Workloads {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-sev-guest/verify/trust"
 
+	"github.com/sccontainers/scc/attest"
 	"github.com/sccontainers/scc/attest/policy"
 	"github.com/sccontainers/scc/attest/sim"
 	"github.com/sccontainers/scc/attest/snp"
@@ -44,10 +45,16 @@ type Options struct {
 	// root or attestation key to trust.
 	Policy *policy.Document
 	// ReportData is the binding the evidence must carry: for a key
-	// broker session attest.ReportData(nonce, tee-pubkey), which a vTPM
-	// quote carries as vtpm.QualifyingData. Nil does not check it, for
-	// evidence recorded outside a session; Claims.ReportData shows it.
+	// broker session attest.ReportDataWithClaims(nonce, tee-pubkey,
+	// RuntimeClaims), which a vTPM quote carries as
+	// vtpm.QualifyingData. Nil does not check it, for evidence recorded
+	// outside a session; Claims.ReportData shows it.
 	ReportData *[64]byte
+	// RuntimeClaims are the guest's claims that ReportData binds: the
+	// images it runs, for snp, tdx and sim guests. A vTPM guest's images
+	// come from its event log instead (vtpm.ImagesOf), which its monitor
+	// keeps.
+	RuntimeClaims *attest.RuntimeClaims
 	// Now is when certificates and collateral must be valid; zero means
 	// time.Now().
 	Now time.Time
@@ -95,6 +102,11 @@ type Claims struct {
 	// Origin is how the guest started (vtpm, when the quote covers the
 	// lifecycle PCR of scc's trusted monitor).
 	Origin *Origin `json:"origin,omitempty"`
+	// Images are the container images the guest pulled, oldest first,
+	// and ImagesFrom says where the verifier learnt them: the event log
+	// of the image PCR (vtpm), or the runtime claims the evidence binds.
+	Images     []attest.Image `json:"images,omitempty"`
+	ImagesFrom string         `json:"images_from,omitempty"`
 
 	SNP  *snp.Claims  `json:"snp,omitempty"` // snp and sim
 	TDX  *tdx.Claims  `json:"tdx,omitempty"`
@@ -158,12 +170,44 @@ func Verify(ctx context.Context, tee string, evidence []byte, opts Options) (*Cl
 	if err != nil {
 		return nil, fmt.Errorf("verify %s evidence: %w", tee, err)
 	}
+	known := images(c, opts)
 	if opts.Policy != nil {
 		if c.Workloads, err = opts.Policy.Match(tee, values); err != nil {
 			return nil, fmt.Errorf("verify %s evidence: %w", tee, err)
 		}
+		if err := opts.Policy.CheckImages(tee, c.Images, known); err != nil {
+			return nil, fmt.Errorf("verify %s evidence: %w", tee, err)
+		}
 	}
 	return c, nil
+}
+
+// Where Claims.ImagesFrom says the images come from.
+const (
+	ImagesFromEventLog      = "vtpm event log"
+	ImagesFromRuntimeClaims = "runtime claims bound to the report data"
+)
+
+// images fills in the images the verified guest reports and says whether
+// the evidence shows them: a vTPM quote must cover the image PCR; other
+// evidence shows the runtime claims only when checked against the
+// session's report data.
+func images(c *Claims, opts Options) bool {
+	if c.TEE == vtpm.TEE {
+		imgs, err := vtpm.ImagesOf(c.VTPM)
+		if err != nil {
+			return false
+		}
+		c.Images, c.ImagesFrom = imgs, ImagesFromEventLog
+		return true
+	}
+	if opts.ReportData == nil {
+		return false
+	}
+	if opts.RuntimeClaims != nil && len(opts.RuntimeClaims.Images) > 0 {
+		c.Images, c.ImagesFrom = opts.RuntimeClaims.Images, ImagesFromRuntimeClaims
+	}
+	return true
 }
 
 // checkTEE refuses an unknown TEE type and evidence that names another.

@@ -8,12 +8,16 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/sccontainers/scc/attest"
 )
 
 // PCRs scc's trusted monitor extends, in the SHA-256 bank. They are the
 // ones the boot loader and the OS use on a PC (8 to 15), not the
 // firmware's (0 to 7), nor IMA's (10), nor the resettable debug and
-// application PCRs (16, 23).
+// application PCRs (16, 23). scc guests boot their kernel directly, not
+// as a unified kernel image, so PCR 12 (systemd-stub's kernel parameters)
+// is free for the images.
 const (
 	// PCRBoot holds what booted: the kernel, its command line, the
 	// initramfs and the agent (EventKernel to EventAgent, in that order).
@@ -26,11 +30,16 @@ const (
 	// PCRLifecycle records that the VM was restored from a snapshot
 	// (EventRestore). It is zero in a VM that booted fresh.
 	PCRLifecycle = 11
+	// PCRImage records each container image the guest pulled
+	// (EventImage), before it asked the key broker for any of its keys.
+	// It is zero in a VM that pulled none.
+	PCRImage = 12
 )
 
 // MonitorPCRs are the PCRs a quote must cover for a verifier to judge a
-// guest of scc's monitor: its boot, its init data and its lifecycle.
-var MonitorPCRs = []int{PCRBoot, PCRInitData, PCRLifecycle}
+// guest of scc's monitor: its boot, its init data, its lifecycle and the
+// images it pulled.
+var MonitorPCRs = []int{PCRBoot, PCRInitData, PCRLifecycle, PCRImage}
 
 // Event types of the monitor's Log. Each event's data says what was
 // measured; its digest is EventDigest(type, data).
@@ -51,6 +60,9 @@ const (
 	// EventRestore is a restore from a snapshot (RestoreEvent's
 	// encoding).
 	EventRestore EventType = 6
+	// EventImage is a container image the guest pulled: its digests and
+	// whether it was pinned (attest.Image.MarshalEvent's encoding).
+	EventImage EventType = 7
 )
 
 // RestoreEvent is the data of an EventRestore.
@@ -117,6 +129,35 @@ func OriginOf(c *Claims) (Origin, error) {
 		return Origin{}, fmt.Errorf("%w: lifecycle pcr %d is %x with no event to explain it", ErrPolicy, PCRLifecycle, v)
 	}
 	return o, nil
+}
+
+// ImagesOf returns the images the guest of verified claims pulled, in
+// order. The image PCR must be quoted and its log explain it: only image
+// events, or none and a zero PCR. Errors wrap ErrPolicy or
+// ErrMalformedLog.
+func ImagesOf(c *Claims) ([]attest.Image, error) {
+	v, ok := c.PCRs[PCRImage]
+	if !ok {
+		return nil, fmt.Errorf("%w: image pcr %d not quoted: cannot tell which images the guest runs", ErrPolicy, PCRImage)
+	}
+	var images []attest.Image
+	for _, ev := range c.Events {
+		if ev.PCR != PCRImage {
+			continue
+		}
+		if ev.Type != EventImage {
+			return nil, fmt.Errorf("%w: image pcr %d has an event of unknown type %d", ErrPolicy, PCRImage, ev.Type)
+		}
+		img, err := attest.ParseImage(ev.Data)
+		if err != nil {
+			return nil, fmt.Errorf("%w: image event: %v", ErrMalformedLog, err)
+		}
+		images = append(images, img)
+	}
+	if len(images) == 0 && !bytes.Equal(v, make([]byte, sha256.Size)) {
+		return nil, fmt.Errorf("%w: image pcr %d is %x with no event to explain it", ErrPolicy, PCRImage, v)
+	}
+	return images, nil
 }
 
 // InitDataPCR is the value PCRInitData holds once a guest bound initData:

@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"strings"
 	"testing"
 
+	"github.com/sccontainers/scc/attest"
 	"github.com/sccontainers/scc/attest/vtpm"
 )
 
@@ -139,5 +141,48 @@ func TestEKPublic(t *testing.T) {
 	// The quote of a monitor's PCRs works on such a TPM.
 	if _, err := vtpm.GetEvidence(context.Background(), a, []byte("nonce"), vtpm.MonitorPCRs, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestImagesOf(t *testing.T) {
+	img := func(c string) attest.Image {
+		return attest.Image{Manifest: "sha256:" + strings.Repeat(c, 64), Config: "sha256:" + strings.Repeat("c", 64), Reference: "r/" + c, Pinned: true}
+	}
+	var none vtpm.Log
+	none.Append(vtpm.PCRBoot, vtpm.EventKernel, []byte("release=6.1"))
+	if imgs, err := vtpm.ImagesOf(claims(t, &none, nil)); err != nil || len(imgs) != 0 {
+		t.Errorf("no image: %v, %v", imgs, err)
+	}
+
+	var two vtpm.Log
+	for _, c := range []string{"a", "b"} {
+		data, err := img(c).MarshalEvent()
+		if err != nil {
+			t.Fatal(err)
+		}
+		two.Append(vtpm.PCRImage, vtpm.EventImage, data)
+	}
+	imgs, err := vtpm.ImagesOf(claims(t, &two, nil))
+	if err != nil || len(imgs) != 2 || imgs[0] != img("a") || imgs[1] != img("b") {
+		t.Errorf("two images: %+v, %v", imgs, err)
+	}
+
+	c := claims(t, &two, nil)
+	delete(c.PCRs, vtpm.PCRImage)
+	if _, err := vtpm.ImagesOf(c); !errors.Is(err, vtpm.ErrPolicy) {
+		t.Errorf("image pcr not quoted: %v", err)
+	}
+	if _, err := vtpm.ImagesOf(claims(t, &none, map[int][]byte{vtpm.PCRImage: bytes.Repeat([]byte{1}, 32)})); !errors.Is(err, vtpm.ErrPolicy) {
+		t.Errorf("image pcr without events: %v", err)
+	}
+	var other vtpm.Log
+	other.Append(vtpm.PCRImage, vtpm.EventKernel, []byte("x"))
+	if _, err := vtpm.ImagesOf(claims(t, &other, nil)); !errors.Is(err, vtpm.ErrPolicy) {
+		t.Errorf("foreign event type: %v", err)
+	}
+	var bad vtpm.Log
+	bad.Append(vtpm.PCRImage, vtpm.EventImage, []byte(`{"manifest":"sha256:zz"}`))
+	if _, err := vtpm.ImagesOf(claims(t, &bad, nil)); !errors.Is(err, vtpm.ErrMalformedLog) {
+		t.Errorf("malformed image event: %v", err)
 	}
 }

@@ -23,6 +23,7 @@ var commands = map[string]command{
 	"check":             {"report what this host can run", runCheck},
 	"guest":             {"build the guest image, or compute its launch measurements: scc guest build|measure [flags]", runGuest},
 	"pool":              {"pre-started VMs: scc pool fill|list|drain [--config FILE]", runPool},
+	"snapshotter":       {"serve the containerd snapshotter of confidential runtime handlers, which leaves image layers to the guest: scc snapshotter [--root DIR] [--address SOCKET]", runSnapshotter},
 	"snapshot":          {"VM templates: scc snapshot create|list|remove [--config FILE]", runSnapshot},
 	"imagesplit":        {"split an image into confidential and shared parts: scc imagesplit --in LAYOUT --out LAYOUT (--confidential-layers 1,2 | --confidential-path /app | --above-base LAYOUT) [--recipient jwe:pub.pem] [--kbs-key kbs:///default/key/NAME --key-out FILE]", runImagesplit},
 	"image":             {"write a demo image: scc image busybox -o FILE [--ref NAME]", runImage},

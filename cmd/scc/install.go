@@ -43,6 +43,7 @@ func runInstall(ctx context.Context, args []string) error {
 	fs.StringVar(&o.BinSource, "bin-src", "", "directory holding containerd-shim-scc-v2 and scc to install (default: this scc's directory)")
 	fs.StringVar(&o.GuestSource, "guest-src", "", "guest image to install (default: ../guest from --bin-src)")
 	fs.IntVar(&o.ContainerdConfigVersion, "containerd-config-version", 0, "version of a containerd config install creates: 2 (default) or 3; an existing config keeps its own")
+	fs.StringVar(&o.ConfidentialConfig, "confidential-config", "", "host path of the shim configuration of a confidential runtime handler ([confidential] enabled = true), which must exist: adds the "+nodeinstall.ConfidentialRuntimeName+" handler, scc's snapshotter and its systemd unit")
 	if help, err := parseInstallFlags(fs, args); help || err != nil {
 		return err
 	}
@@ -63,6 +64,9 @@ func runInstall(ctx context.Context, args []string) error {
 	}
 	if len(rep.Changed) == 0 {
 		fmt.Println("scc is installed: nothing to change")
+	}
+	if rep.ContainerdChanged && o.ConfidentialConfig != "" {
+		fmt.Println(nodeinstall.SnapshotterHint(o.Root))
 	}
 	if rep.ContainerdChanged {
 		fmt.Println(nodeinstall.RestartHint(o.Root))

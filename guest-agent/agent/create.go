@@ -61,7 +61,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentapi.CreateConta
 			return nil, err
 		}
 	}
-	c, err := s.create(ctx, id, spec, rootfs, req.GetStdio())
+	c, err := s.create(ctx, id, spec, rootfs, req.GetStdio(), req.GetImage().GetLookupGroups())
 	if err != nil {
 		if image != nil {
 			removeImage(ctx, image)
@@ -75,7 +75,9 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentapi.CreateConta
 	return &emptypb.Empty{}, nil
 }
 
-func (s *Service) create(ctx context.Context, id string, spec *specs.Spec, rootfs *agentapi.Mount, stdio *agentapi.StdioConfig) (_ *container, retErr error) {
+// create makes the container on rootfs. lookupGroups completes the
+// process's user from the rootfs's account files (lookupGroups).
+func (s *Service) create(ctx context.Context, id string, spec *specs.Spec, rootfs *agentapi.Mount, stdio *agentapi.StdioConfig, lookup bool) (_ *container, retErr error) {
 	var undo cleanup
 	defer func() {
 		if retErr != nil {
@@ -92,6 +94,13 @@ func (s *Service) create(ctx context.Context, id string, spec *specs.Spec, rootf
 	}
 	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
 		return nil, invalid("rootfs %q is not a directory in the guest", root)
+	}
+	if lookup {
+		if err := lookupGroups(root, &spec.Process.User); err != nil {
+			return nil, err
+		}
+		log.G(ctx).WithField("uid", spec.Process.User.UID).WithField("gid", spec.Process.User.GID).
+			WithField("groups", spec.Process.User.AdditionalGids).Debug("user's groups from the image")
 	}
 
 	s.adaptSpec(ctx, id, spec, root)

@@ -9,9 +9,12 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/log"
 
 	agentapi "github.com/sccontainers/scc/api/agent/v1"
+	monitorapi "github.com/sccontainers/scc/api/monitor/v1"
+	"github.com/sccontainers/scc/attest"
 	"github.com/sccontainers/scc/attest/client"
 	"github.com/sccontainers/scc/attest/sim"
 	"github.com/sccontainers/scc/attest/snp"
@@ -50,10 +53,10 @@ func (s *Service) pullRootfs(ctx context.Context, id string, img *agentapi.Guest
 	if err != nil {
 		return nil, nil, err
 	}
-	p := &pull.Puller{Channel: ch, Disks: img.GetLayerDisks()}
+	p := &pull.Puller{Channel: ch, Disks: img.GetLayerDisks(), Recorder: imageRecorder{s}}
 	if kb := img.GetKeyBroker(); kb != nil {
 		p.Keys = &pull.BrokerKeys{
-			Broker:       &guestBroker{channel: ch, kb: kb, source: s.opts.EvidenceSource},
+			Broker:       &guestBroker{channel: ch, kb: kb, source: s.opts.EvidenceSource, monitor: s.opts.Monitor, claims: s.runtimeClaims},
 			JWEResources: kb.GetJweKeyResources(),
 		}
 	}
@@ -124,23 +127,34 @@ type guestBroker struct {
 	channel pull.Dialer
 	kb      *agentapi.KeyBroker
 	source  string
+	monitor monitorapi.MonitorService
+	// claims are the guest's runtime claims when a session starts: the
+	// images pulled so far.
+	claims func() *attest.RuntimeClaims
 }
 
 func (g *guestBroker) GetResource(ctx context.Context, path string) ([]byte, error) {
-	a, err := attester(g.source, g.kb)
+	a, err := attester(g.source, g.kb, g.monitor)
 	if err != nil {
 		return nil, err
 	}
-	return pull.NewBroker(g.channel, g.kb.GetCertSha256(), g.kb.GetPlainHttp(), a).GetResource(ctx, path)
+	b := pull.NewBroker(g.channel, g.kb.GetCertSha256(), g.kb.GetPlainHttp(), a)
+	b.Client.Claims = g.claims()
+	return b.GetResource(ctx, path)
 }
 
 // attester returns the evidence provider of the guest's evidence source.
-func attester(src string, kb *agentapi.KeyBroker) (client.Attester, error) {
+func attester(src string, kb *agentapi.KeyBroker, monitor monitorapi.MonitorService) (client.Attester, error) {
 	switch source.Kind(src) {
 	case source.SNP:
 		return &snp.Attester{}, nil
 	case source.TDX:
 		return &tdx.Attester{}, nil
+	case source.VTPM:
+		if monitor == nil {
+			return nil, fmt.Errorf("the guest's vTPM is reached through its monitor, and there is none: %w", errdefs.ErrFailedPrecondition)
+		}
+		return monitorAttester{monitor}, nil
 	case source.Sim:
 		if len(kb.GetSimCredentials()) == 0 {
 			return nil, fmt.Errorf("the guest uses the simulated TEE but the host gave no simulated credentials (confidential.sim_authority): %w", errdefs.ErrFailedPrecondition)
@@ -158,4 +172,53 @@ func attester(src string, kb *agentapi.KeyBroker) (client.Attester, error) {
 	default:
 		return nil, fmt.Errorf("evidence source %q cannot get image keys yet: %w", src, errdefs.ErrNotImplemented)
 	}
+}
+
+// monitorAttester gets the vTPM evidence of the guest from its monitor,
+// which alone reaches the TPM: a quote of the monitor's PCRs (the image
+// PCR among them) with its event log.
+type monitorAttester struct{ m monitorapi.MonitorService }
+
+func (monitorAttester) TEE() string { return string(source.VTPM) }
+
+func (a monitorAttester) Evidence(ctx context.Context, reportData [64]byte) ([]byte, error) {
+	ev, err := a.m.Evidence(ctx, &monitorapi.EvidenceRequest{ReportData: reportData[:]})
+	if err != nil {
+		return nil, fmt.Errorf("monitor evidence: %w", errgrpc.ToNative(err))
+	}
+	return ev.GetEvidence(), nil
+}
+
+// imageRecorder binds each image the guest pulls into its evidence before
+// any of the image's keys is asked for: the monitor extends it into the
+// image PCR when the guest has a TPM, and every later key broker session
+// claims it (RuntimeClaims, bound into REPORT_DATA).
+type imageRecorder struct{ s *Service }
+
+func (r imageRecorder) RecordImage(ctx context.Context, img attest.Image) error {
+	if err := img.Validate(); err != nil {
+		return err
+	}
+	if m := r.s.opts.Monitor; m != nil {
+		_, err := m.BindImage(ctx, &monitorapi.BindImageRequest{
+			ManifestDigest: img.Manifest, IndexDigest: img.Index, ConfigDigest: img.Config,
+			Reference: img.Reference, Pinned: img.Pinned,
+		})
+		// Without a TPM there is no PCR to extend: the claims bind it.
+		if err != nil && !errdefs.IsFailedPrecondition(errgrpc.ToNative(err)) {
+			return fmt.Errorf("bind image: %w", errgrpc.ToNative(err))
+		}
+	}
+	r.s.imagesMu.Lock()
+	r.s.images = append(r.s.images, img)
+	r.s.imagesMu.Unlock()
+	log.G(ctx).WithField("manifest", img.Manifest).WithField("pinned", img.Pinned).Info("image bound to the attestation evidence")
+	return nil
+}
+
+// runtimeClaims returns the guest's runtime claims: the images it pulled.
+func (s *Service) runtimeClaims() *attest.RuntimeClaims {
+	s.imagesMu.Lock()
+	defer s.imagesMu.Unlock()
+	return &attest.RuntimeClaims{Images: slices.Clone(s.images)}
 }

@@ -28,6 +28,7 @@ import (
 
 	agentapi "github.com/sccontainers/scc/api/agent/v1"
 	monitorapi "github.com/sccontainers/scc/api/monitor/v1"
+	"github.com/sccontainers/scc/attest"
 	"github.com/sccontainers/scc/internal/forward"
 )
 
@@ -105,6 +106,9 @@ type Service struct {
 
 	keyMu    sync.Mutex
 	identity *ecdsa.PrivateKey // the agent's key, made on first use; guarded by keyMu
+
+	imagesMu sync.Mutex
+	images   []attest.Image // the images pulled so far, in order; guarded by imagesMu
 
 	mu         sync.Mutex
 	containers map[string]*container // by id, guarded by mu

@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/log"
 	"github.com/google/go-tpm/tpm2/transport"
 
+	"github.com/sccontainers/scc/attest"
 	"github.com/sccontainers/scc/attest/vtpm"
 )
 
@@ -158,6 +159,22 @@ func (m *meter) bindInitData(digest [32]byte) error {
 }
 
 var errInitDataBound = errors.New("init data is bound already")
+
+// bindImage extends a pulled image into the image PCR. Without a TPM
+// there is nothing to extend it into (the guest's evidence comes from
+// elsewhere, which binds its images itself).
+func (m *meter) bindImage(img attest.Image) error {
+	data, err := img.MarshalEvent()
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.tpm == nil {
+		return errNoTPM
+	}
+	return m.measureLocked(vtpm.PCRImage, vtpm.EventImage, data)
+}
 
 // evidence quotes the monitor's PCRs with the qualifying data of
 // reportData and attaches the log; it also returns the TPM's EK public.

@@ -4,13 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
 
+	"github.com/sccontainers/scc/attest"
+	"github.com/sccontainers/scc/attest/policy"
+	"github.com/sccontainers/scc/attest/verifier"
 	"github.com/sccontainers/scc/attest/vtpm"
 	"github.com/sccontainers/scc/attest/vtpm/swtpm"
 )
@@ -209,5 +214,56 @@ func TestMeterTamperedLog(t *testing.T) {
 	_, err = vtpm.Verify(&forged, vtpm.VerifyOptions{Nonce: vtpm.QualifyingData(rd), InsecureAcceptAnyAK: true})
 	if !errors.Is(err, vtpm.ErrEventLogMismatch) {
 		t.Fatalf("verify a tampered log: %v, want ErrEventLogMismatch", err)
+	}
+}
+
+// Images the agent binds are in the image PCR and its log, which a key
+// broker's verifier replays and judges against the policy's images.
+func TestMeterImage(t *testing.T) {
+	ctx := context.Background()
+	img := func(c string) attest.Image {
+		return attest.Image{Manifest: "sha256:" + strings.Repeat(c, 64), Config: "sha256:" + strings.Repeat("c", 64), Reference: "registry/" + c, Pinned: true}
+	}
+	m := booted(t)
+	if err := m.bindImage(img("a")); !errors.Is(err, errNoTPM) {
+		t.Fatalf("bind without a TPM: %v, want errNoTPM", err)
+	}
+	if err := m.attach(ctx, newTPM(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.bindImage(attest.Image{Manifest: "sha256:12"}); !errors.Is(err, attest.ErrInvalidClaims) {
+		t.Fatalf("bind a malformed image: %v", err)
+	}
+	for _, c := range []string{"a", "b"} {
+		if err := m.bindImage(img(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd := [64]byte{5}
+	ev, _, err := m.evidence(ctx, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := ev.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ak := vtpm.AKDigest(ev.AKPublic)
+	boot := verify(t, ev, rd).PCRs[vtpm.PCRBoot]
+	doc := func(images ...string) *policy.Document {
+		return &policy.Document{Attestation: map[string]policy.TEE{vtpm.TEE: {
+			Allow: true, TrustedAKs: []string{hex.EncodeToString(ak[:])},
+			PCRs: map[string][]string{"8": {hex.EncodeToString(boot)}}, Images: images,
+		}}}
+	}
+	c, err := verifier.Verify(ctx, vtpm.TEE, raw, verifier.Options{Policy: doc(img("a").Manifest, img("b").Manifest), ReportData: &rd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Images) != 2 || c.Images[1] != img("b") || c.ImagesFrom != verifier.ImagesFromEventLog {
+		t.Errorf("claims show images %+v from %q", c.Images, c.ImagesFrom)
+	}
+	if _, err := verifier.Verify(ctx, vtpm.TEE, raw, verifier.Options{Policy: doc(img("a").Manifest), ReportData: &rd}); !errors.Is(err, policy.ErrImageNotAllowed) {
+		t.Errorf("policy without image b: %v, want ErrImageNotAllowed", err)
 	}
 }

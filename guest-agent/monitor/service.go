@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	monitorapi "github.com/sccontainers/scc/api/monitor/v1"
+	"github.com/sccontainers/scc/attest"
 	"github.com/sccontainers/scc/attest/snp"
 	"github.com/sccontainers/scc/attest/source"
 	"github.com/sccontainers/scc/attest/tdx"
@@ -73,6 +74,26 @@ func (s *service) BindInitData(ctx context.Context, req *monitorapi.BindInitData
 		return nil, fmt.Errorf("bind init data: %w", err)
 	}
 	log.G(ctx).WithField("digest", fmt.Sprintf("%x", req.GetDigest())).Info("init data bound")
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) BindImage(ctx context.Context, req *monitorapi.BindImageRequest) (*emptypb.Empty, error) {
+	img := attest.Image{
+		Manifest:  req.GetManifestDigest(),
+		Index:     req.GetIndexDigest(),
+		Config:    req.GetConfigDigest(),
+		Reference: req.GetReference(),
+		Pinned:    req.GetPinned(),
+	}
+	switch err := s.meter.bindImage(img); {
+	case errors.Is(err, errNoTPM):
+		return nil, fmt.Errorf("bind image: %w: %w", err, errdefs.ErrFailedPrecondition)
+	case errors.Is(err, attest.ErrInvalidClaims):
+		return nil, fmt.Errorf("bind image: %w: %w", err, errdefs.ErrInvalidArgument)
+	case err != nil:
+		return nil, fmt.Errorf("bind image: %w", err)
+	}
+	log.G(ctx).WithField("manifest", img.Manifest).WithField("reference", img.Reference).Info("image bound")
 	return &emptypb.Empty{}, nil
 }
 

@@ -37,6 +37,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	agentapi "github.com/sccontainers/scc/api/agent/v1"
+	"github.com/sccontainers/scc/attest"
 	"github.com/sccontainers/scc/internal/forward"
 )
 
@@ -50,9 +51,19 @@ type Dialer interface {
 	Dial(ctx context.Context, target string) (net.Conn, error)
 }
 
+// Recorder binds an image the guest is about to run into its attestation
+// evidence.
+type Recorder interface {
+	RecordImage(ctx context.Context, img attest.Image) error
+}
+
 // Puller pulls images through the forwarded channel.
 type Puller struct {
 	Channel Dialer
+	// Recorder, if set, is told of the image once its manifest and config
+	// are checked, before any layer is fetched (and so before any key is
+	// asked for); an error stops the pull.
+	Recorder Recorder
 	// Keys gets the keys of encrypted layers; nil refuses encrypted
 	// layers.
 	Keys KeyGetter
@@ -66,13 +77,26 @@ type Puller struct {
 	SysBlock string
 }
 
+// ErrConfigMismatch is an image whose config is not the one the host
+// built the container's spec from.
+var ErrConfigMismatch = errors.New("image config mismatch")
+
 // Image is a pulled image, unpacked below its directory.
 type Image struct {
 	Dir string
 	// Layers are the unpacked layer directories, bottom layer first.
 	Layers []string
+	// Reference is the reference the image was pulled by.
+	Reference string
 	// ManifestDigest is the digest of the manifest that was pulled.
 	ManifestDigest v1.Hash
+	// IndexDigest is the digest of the index the manifest was chosen
+	// from, when the reference named an index; zero otherwise.
+	IndexDigest v1.Hash
+	// ConfigDigest is the digest of the image's config.
+	ConfigDigest v1.Hash
+	// Pinned says the image was pulled by digest, not by tag.
+	Pinned bool
 	// Bytes is the size of the blobs that were fetched.
 	Bytes int64
 	// DiskLayers counts the layers mounted from the host's disks.
@@ -80,6 +104,21 @@ type Image struct {
 
 	mounts []string // erofs mounts of layer disks
 	dms    []string // their dm-verity devices
+}
+
+// Claim is what the guest states about the image in its attestation
+// evidence.
+func (img *Image) Claim() attest.Image {
+	c := attest.Image{
+		Manifest:  img.ManifestDigest.String(),
+		Config:    img.ConfigDigest.String(),
+		Reference: img.Reference,
+		Pinned:    img.Pinned,
+	}
+	if img.IndexDigest != (v1.Hash{}) {
+		c.Index = img.IndexDigest.String()
+	}
+	return c
 }
 
 // Close unmounts the layer disks and removes the image's directory. The
@@ -115,14 +154,38 @@ func (p *Puller) Pull(ctx context.Context, req *agentapi.GuestImage, dir string)
 	tr := p.transport()
 	defer tr.CloseIdleConnections()
 	start := time.Now()
-	img, err := remote.Image(ref, remote.WithContext(ctx), remote.WithTransport(tr),
+	// remote checks what it fetches by digest (a pinned manifest or
+	// index, the platform's manifest of an index, the config) against
+	// that digest.
+	desc, err := remote.Get(ref, remote.WithContext(ctx), remote.WithTransport(tr),
 		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: fetch manifest: %w", ref, err)
+	}
+	img, err := desc.Image()
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: fetch manifest: %w", ref, err)
 	}
 	mdigest, err := img.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: manifest digest: %w", ref, err)
+	}
+	out := &Image{Dir: dir, Reference: req.GetReference(), ManifestDigest: mdigest}
+	if desc.MediaType.IsIndex() {
+		out.IndexDigest = desc.Digest
+	}
+	_, out.Pinned = ref.(name.Digest)
+	if out.ConfigDigest, err = img.ConfigName(); err != nil {
+		return nil, fmt.Errorf("pull %s: config digest: %w", ref, err)
+	}
+	if want := req.GetConfigDigest(); want != "" && want != out.ConfigDigest.String() {
+		return nil, fmt.Errorf("pull %s: %w: the image's config is %s, the host built the container from %s: %w",
+			ref, ErrConfigMismatch, out.ConfigDigest, want, errdefs.ErrFailedPrecondition)
+	}
+	if p.Recorder != nil {
+		if err := p.Recorder.RecordImage(ctx, out.Claim()); err != nil {
+			return nil, fmt.Errorf("pull %s: record the image in the attestation evidence: %w", ref, err)
+		}
 	}
 	manifest, err := img.Manifest()
 	if err != nil {
@@ -139,7 +202,6 @@ func (p *Puller) Pull(ctx context.Context, req *agentapi.GuestImage, dir string)
 	if err := os.MkdirAll(filepath.Join(dir, "layers"), 0o700); err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
-	out := &Image{Dir: dir, ManifestDigest: mdigest}
 	defer func() {
 		if retErr != nil {
 			out.Close()

@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	agentapi "github.com/sccontainers/scc/api/agent/v1"
+	"github.com/sccontainers/scc/attest"
 	"github.com/sccontainers/scc/attest/client"
 	"github.com/sccontainers/scc/imagesplit"
 	"github.com/sccontainers/scc/imagesplit/layercrypt"
@@ -182,15 +183,38 @@ func TestPull(t *testing.T) {
 	kbsRef, _ := reg.push(t, "kbs:v1", encrypted(t, baseImage(t), kbsKey))
 	jweRef, _ := reg.push(t, "jwe:v1", encrypted(t, baseImage(t), layercrypt.JWERecipient{PublicKeyPEM: pub}))
 	broker := &fakeBroker{resources: map[string][]byte{"default/image-key/app": kbsKey.KEK, "default/image-key/jwe": priv}}
+	plainConfig, err := baseImage(t).ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A multi-platform index whose linux/amd64 manifest is the plain
+	// image.
+	idx := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: baseImage(t),
+		Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}})
+	idxRef, err := name.ParseReference(reg.host()+"/multi:v1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(idxRef, idx); err != nil {
+		t.Fatal(err)
+	}
+	idxDigest, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	for _, tc := range []struct {
-		name string
-		req  *agentapi.GuestImage
+		name   string
+		req    *agentapi.GuestImage
+		pinned bool
+		index  v1.Hash
 	}{
-		{"plain", &agentapi.GuestImage{Reference: plainRef, RegistryPlainHttp: true}},
-		{"pinned", &agentapi.GuestImage{Reference: plainRef, ManifestDigest: plainDigest.String(), RegistryPlainHttp: true}},
-		{"kbs key reference", &agentapi.GuestImage{Reference: kbsRef, RegistryPlainHttp: true}},
-		{"jwe recipient", &agentapi.GuestImage{Reference: jweRef, RegistryPlainHttp: true}},
+		{"plain", &agentapi.GuestImage{Reference: plainRef, RegistryPlainHttp: true}, false, v1.Hash{}},
+		{"pinned", &agentapi.GuestImage{Reference: plainRef, ManifestDigest: plainDigest.String(), RegistryPlainHttp: true}, true, v1.Hash{}},
+		{"pinned with the config the host saw", &agentapi.GuestImage{Reference: plainRef, ManifestDigest: plainDigest.String(), ConfigDigest: plainConfig.String(), RegistryPlainHttp: true}, true, v1.Hash{}},
+		{"index pinned", &agentapi.GuestImage{Reference: idxRef.String(), ManifestDigest: idxDigest.String(), RegistryPlainHttp: true}, true, idxDigest},
+		{"kbs key reference", &agentapi.GuestImage{Reference: kbsRef, RegistryPlainHttp: true}, false, v1.Hash{}},
+		{"jwe recipient", &agentapi.GuestImage{Reference: jweRef, RegistryPlainHttp: true}, false, v1.Hash{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &Puller{Channel: reg, Keys: &BrokerKeys{Broker: broker, JWEResources: []string{"default/image-key/jwe"}}}
@@ -201,6 +225,15 @@ func TestPull(t *testing.T) {
 			}
 			if len(img.Layers) != 2 {
 				t.Fatalf("layers %v", img.Layers)
+			}
+			if img.Pinned != tc.pinned || img.IndexDigest != tc.index || img.Reference != tc.req.GetReference() {
+				t.Errorf("pinned %v, index %v, reference %q; want %v, %v, %q", img.Pinned, img.IndexDigest, img.Reference, tc.pinned, tc.index, tc.req.GetReference())
+			}
+			if tc.index != (v1.Hash{}) && img.ManifestDigest != plainDigest {
+				t.Errorf("manifest %v from the index, want the amd64 one %v", img.ManifestDigest, plainDigest)
+			}
+			if img.ConfigDigest.Hex == "" {
+				t.Error("no config digest")
 			}
 			got, err := os.ReadFile(filepath.Join(img.Layers[1], "secret.txt"))
 			if err != nil || string(got) != "the secret line\n" {
@@ -258,6 +291,8 @@ func TestPullRefuses(t *testing.T) {
 		{name: "pinned digest differs", req: &agentapi.GuestImage{Reference: ref, RegistryPlainHttp: true, ManifestDigest: "sha256:" + strings.Repeat("0", 64)},
 			broker: &fakeBroker{resources: good}, want: "manifest"},
 		{name: "bad pin", req: &agentapi.GuestImage{Reference: ref, ManifestDigest: "sha256:12"}, broker: &fakeBroker{}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "config not the host's", req: &agentapi.GuestImage{Reference: plainRef, RegistryPlainHttp: true, ConfigDigest: "sha256:" + strings.Repeat("1", 64)},
+			broker: &fakeBroker{}, wantErr: ErrConfigMismatch, want: "the host built the container from sha256:1111"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg.mu.Lock()
@@ -283,6 +318,57 @@ func TestPullRefuses(t *testing.T) {
 				t.Errorf("failed pull left %s behind (%v)", dir, err)
 			}
 		})
+	}
+}
+
+// recorder records the images it is told of, or refuses them.
+type recorder struct {
+	err    error
+	images []attest.Image
+}
+
+func (r *recorder) RecordImage(_ context.Context, img attest.Image) error {
+	r.images = append(r.images, img)
+	return r.err
+}
+
+// The image is recorded before any layer is fetched, with what was pulled;
+// a recorder that fails stops the pull before its keys are asked for.
+func TestPullRecordsImage(t *testing.T) {
+	requireRoot(t)
+	reg := newTestRegistry(t)
+	ctx := context.Background()
+	kbsKey, err := layercrypt.NewKBSKey("kbs:///default/image-key/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := encrypted(t, baseImage(t), kbsKey)
+	ref, d := reg.push(t, "app:v1", img)
+	cfg, _ := img.ConfigName()
+	broker := &fakeBroker{resources: map[string][]byte{"default/image-key/app": kbsKey.KEK}}
+	req := &agentapi.GuestImage{Reference: ref, ManifestDigest: d.String(), RegistryPlainHttp: true}
+
+	r := &recorder{}
+	p := &Puller{Channel: reg, Keys: &BrokerKeys{Broker: broker}, Recorder: r}
+	if _, err := p.Pull(ctx, req, filepath.Join(t.TempDir(), "img")); err != nil {
+		t.Fatal(err)
+	}
+	want := attest.Image{Manifest: d.String(), Config: cfg.String(), Reference: ref, Pinned: true}
+	if len(r.images) != 1 || r.images[0] != want {
+		t.Errorf("recorded %+v, want %+v", r.images, want)
+	}
+
+	broker.calls = 0
+	p = &Puller{Channel: reg, Keys: &BrokerKeys{Broker: broker}, Recorder: &recorder{err: errors.New("no tpm")}}
+	dir := filepath.Join(t.TempDir(), "img")
+	if _, err := p.Pull(ctx, req, dir); err == nil || !strings.Contains(err.Error(), "record the image in the attestation evidence: no tpm") {
+		t.Fatalf("Pull = %v", err)
+	}
+	if broker.calls != 0 {
+		t.Errorf("the broker was asked %d times for keys of an image not recorded", broker.calls)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("failed pull left %s", dir)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/platforms"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,6 +32,21 @@ type CRIOptions struct {
 	// SandboxImage is the pod sandbox (pause) image; it must be imported
 	// into the k8s.io namespace.
 	SandboxImage string
+	// GuestPull, when set, adds a runtime handler whose images are left
+	// to the guest: its snapshotter is scc's, served on a socket.
+	GuestPull *GuestPullHandler
+}
+
+// GuestPullHandler is a CRI runtime handler of confidential containers
+// with scc's snapshotter.
+type GuestPullHandler struct {
+	// Name is the handler's name (crictl runp --runtime NAME).
+	Name string
+	// SCCConfig is its shim configuration, which must make containers
+	// confidential.
+	SCCConfig string
+	// SnapshotterAddress is the socket scc snapshotter serves.
+	SnapshotterAddress string
 }
 
 // Options describe a private containerd.
@@ -112,6 +128,33 @@ disabled_plugins = [
 [plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
+{{- with .GuestPull}}
+
+[proxy_plugins.scc]
+  type = "snapshot"
+  address = "{{.SnapshotterAddress}}"
+  [proxy_plugins.scc.exports]
+    enable_remote_snapshot_annotations = "true"
+
+# containerd's CRI pulls through the transfer service, which unpacks
+# only into the snapshotters its unpack_config lists; the first entry is
+# its default, which a list replaces.
+[[plugins."io.containerd.transfer.v1.local".unpack_config]]
+  platform = "{{$.Platform}}"
+  snapshotter = "overlayfs"
+  differ = "walking"
+
+[[plugins."io.containerd.transfer.v1.local".unpack_config]]
+  platform = "{{$.Platform}}"
+  snapshotter = "scc"
+
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.{{.Name}}]
+  runtime_type = "io.containerd.scc.v2"
+  snapshotter = "scc"
+  pod_annotations = ["io.scc.*"]
+  [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.{{.Name}}.options]
+    ConfigPath = "{{.SCCConfig}}"
+{{- end}}
 {{- end}}
 `))
 
@@ -120,9 +163,10 @@ disabled_plugins = [
 func Config(dir string, cri *CRIOptions) (string, error) {
 	var b bytes.Buffer
 	if err := configTemplate.Execute(&b, struct {
-		Dir string
-		CRI *CRIOptions
-	}{dir, cri}); err != nil {
+		Dir      string
+		CRI      *CRIOptions
+		Platform string
+	}{dir, cri, platforms.DefaultString()}); err != nil {
 		return "", err
 	}
 	return b.String(), nil

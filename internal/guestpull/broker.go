@@ -33,6 +33,8 @@ type Broker struct {
 	// JWEPublicKey is the PEM public key whose private half the broker
 	// holds at JWEKeyResource.
 	JWEPublicKey []byte
+
+	root sim.RootFingerprint
 }
 
 // StartBroker starts the broker with its data and the simulated authority
@@ -48,13 +50,8 @@ func StartBroker(ctx context.Context, dir string) (*Broker, error) {
 	if b.Server, err = kbs.New(ctx, kbs.Config{DataDir: data}); err != nil {
 		return nil, err
 	}
-	// The simulated TEE is accepted only because the policy names its
-	// root and measurement.
-	if err := b.Server.SetPolicy(ctx, kbs.Policy{Attestation: map[string]kbs.TEEPolicy{sim.TEE: {
-		Allow:        true,
-		Roots:        []sim.RootFingerprint{authority.Root()},
-		Measurements: []string{hex.EncodeToString(b.Measurement[:])},
-	}}}); err != nil {
+	b.root = authority.Root()
+	if err := b.SetImages(ctx, nil); err != nil {
 		return nil, err
 	}
 	if _, b.CertSHA256, err = kbs.LoadOrCreateCert(data); err != nil {
@@ -80,6 +77,18 @@ func StartBroker(ctx context.Context, dir string) (*Broker, error) {
 	b.Addr = ln.Addr().String()
 	go b.Server.Serve(ctx, ln, false)
 	return b, nil
+}
+
+// SetImages sets the broker's policy: the simulated TEE is accepted only
+// because the policy names its root and measurement; images, if any, are
+// the only container images its guests may run to get keys.
+func (b *Broker) SetImages(ctx context.Context, images []string) error {
+	return b.Server.SetPolicy(ctx, kbs.Policy{Attestation: map[string]kbs.TEEPolicy{sim.TEE: {
+		Allow:        true,
+		Roots:        []sim.RootFingerprint{b.root},
+		Measurements: []string{hex.EncodeToString(b.Measurement[:])},
+		Images:       images,
+	}}})
 }
 
 // ShimConfig is the [confidential] section of a shim configuration that

@@ -42,6 +42,12 @@ type ImageOptions struct {
 	// WorkDir holds imagesplit's temporary files and the integrity
 	// descriptors of the plain layers.
 	WorkDir string
+	// Files are more files of the secret layer, by path (they replace
+	// busybox's, /etc/passwd say).
+	Files map[string]string
+	// Config, if set, replaces the image config's entrypoint, command,
+	// environment, working directory and user.
+	Config *v1.Config
 }
 
 // PushSecretImage builds a secret image, encrypts the layers the rule
@@ -52,7 +58,11 @@ func PushSecretImage(ctx context.Context, o ImageOptions) (SecretImage, error) {
 	if err != nil {
 		return si, err
 	}
-	layer, err := ocilayout.FilesLayer(map[string]string{"secret.txt": si.Secret + "\n", "marker": si.Marker + "\n"})
+	files := map[string]string{"secret.txt": si.Secret + "\n", "marker": si.Marker + "\n"}
+	for p, c := range o.Files {
+		files[p] = c
+	}
+	layer, err := ocilayout.FilesLayer(files)
 	if err != nil {
 		return si, err
 	}
@@ -68,6 +78,19 @@ func PushSecretImage(ctx context.Context, o ImageOptions) (SecretImage, error) {
 	img, err := mutate.AppendLayers(base, layer)
 	if err != nil {
 		return si, err
+	}
+	if o.Config != nil {
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return si, err
+		}
+		cf = cf.DeepCopy()
+		cf.Config.Entrypoint, cf.Config.Cmd = o.Config.Entrypoint, o.Config.Cmd
+		cf.Config.Env = append(cf.Config.Env, o.Config.Env...)
+		cf.Config.WorkingDir, cf.Config.User = o.Config.WorkingDir, o.Config.User
+		if img, err = mutate.ConfigFile(img, cf); err != nil {
+			return si, err
+		}
 	}
 	if o.Rule != nil {
 		res, err := imagesplit.Split(ctx, img, imagesplit.Options{Rule: o.Rule, Recipients: o.Recipients, IntegrityDir: o.WorkDir, WorkDir: o.WorkDir})

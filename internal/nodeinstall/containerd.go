@@ -8,7 +8,10 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/containerd/platforms"
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/sccontainers/scc/snapshotter"
 )
 
 // RuntimeName is the CRI runtime handler scc adds to containerd: the
@@ -18,6 +21,16 @@ const RuntimeName = "scc"
 // RuntimeType is the shim v2 runtime type; containerd resolves it to the
 // binary containerd-shim-scc-v2.
 const RuntimeType = "io.containerd.scc.v2"
+
+// ConfidentialRuntimeName is the CRI runtime handler of confidential
+// containers that install adds on request: scc with scc's snapshotter, so
+// that containerd leaves the images' layers to the guests.
+const ConfidentialRuntimeName = "scc-confidential"
+
+// transferPlugin is containerd's transfer service, through which
+// containerd 2.x's CRI pulls: it unpacks only into the snapshotters of its
+// unpack_config.
+const transferPlugin = "io.containerd.transfer.v1.local"
 
 // PodAnnotations are the pod annotations containerd passes through to the
 // shim (path.Match patterns); the shim's own allow-list decides which of
@@ -65,6 +78,23 @@ type RuntimeOptions struct {
 	// none yet (a new or empty file): 2 (default; read by containerd 1.7
 	// and 2.x) or 3.
 	NewVersion int
+	// Confidential, when set, also adds the ConfidentialRuntimeName
+	// handler, scc's snapshotter as a proxy plugin, and that snapshotter
+	// to the transfer service's unpack configuration.
+	Confidential *ConfidentialOptions
+}
+
+// ConfidentialOptions describe the confidential runtime handler.
+type ConfidentialOptions struct {
+	// ConfigPath is the host path of its shim configuration, which must
+	// make every container confidential ([confidential] enabled = true).
+	ConfigPath string
+	// SnapshotterAddress is the socket scc snapshotter serves
+	// (snapshotter.DefaultAddress if empty).
+	SnapshotterAddress string
+	// Platform is the platform of the transfer service's unpack entries
+	// (platforms.DefaultString() if empty).
+	Platform string
 }
 
 // AddRuntime returns the containerd config cur with the scc runtime handler
@@ -98,10 +128,21 @@ func AddRuntime(cur []byte, exists bool, o RuntimeOptions) ([]byte, error) {
 		return nil, err
 	}
 	plugin := criPlugin(version)
-	if _, ok := lookup(doc, runtimePath(plugin)...); ok {
+	if _, ok := lookup(doc, runtimePath(plugin, RuntimeName)...); ok {
 		return nil, fmt.Errorf("runtime %q is already defined outside the block scc install manages; remove it first: %w", RuntimeName, ErrConflict)
 	}
-	block, err := runtimeBlock(plugin, o, created, setVersion, version)
+	// The transfer service's default unpack entry is replaced by any
+	// list: the block then writes it too.
+	_, hasUnpack := lookup(doc, "plugins", transferPlugin, "unpack_config")
+	if o.Confidential != nil {
+		if _, ok := lookup(doc, runtimePath(plugin, ConfidentialRuntimeName)...); ok {
+			return nil, fmt.Errorf("runtime %q is already defined outside the block scc install manages; remove it first: %w", ConfidentialRuntimeName, ErrConflict)
+		}
+		if _, ok := lookup(doc, "proxy_plugins", snapshotter.Name); ok {
+			return nil, fmt.Errorf("proxy plugin %q is already defined outside the block scc install manages; remove it first: %w", snapshotter.Name, ErrConflict)
+		}
+	}
+	block, err := runtimeBlock(plugin, o, created, setVersion, version, hasUnpack)
 	if err != nil {
 		return nil, err
 	}
@@ -113,8 +154,13 @@ func AddRuntime(cur []byte, exists bool, o RuntimeOptions) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot add the scc runtime to this config: %w", err)
 	}
-	if rt, _ := lookup(after, runtimePath(plugin)...); rt == nil {
+	if rt, _ := lookup(after, runtimePath(plugin, RuntimeName)...); rt == nil {
 		return nil, fmt.Errorf("cannot add the scc runtime to this config: the runtime table is not where containerd looks: %w", ErrInvalidConfig)
+	}
+	if o.Confidential != nil {
+		if rt, _ := lookup(after, runtimePath(plugin, ConfidentialRuntimeName)...); rt == nil {
+			return nil, fmt.Errorf("cannot add the %s runtime to this config: the runtime table is not where containerd looks: %w", ConfidentialRuntimeName, ErrInvalidConfig)
+		}
 	}
 	return out, nil
 }
@@ -160,7 +206,7 @@ func stripBlock(b []byte) (out []byte, created, found bool, err error) {
 
 // runtimeBlock is the text install appends. It always starts with a
 // newline: it ends a last line without one, or leaves a blank line.
-func runtimeBlock(plugin string, o RuntimeOptions, created, setVersion bool, version int) ([]byte, error) {
+func runtimeBlock(plugin string, o RuntimeOptions, created, setVersion bool, version int, hasUnpack bool) ([]byte, error) {
 	shim, err := tomlString(o.ShimPath)
 	if err != nil {
 		return nil, fmt.Errorf("runtime_path: %w", err)
@@ -177,7 +223,6 @@ func runtimeBlock(plugin string, o RuntimeOptions, created, setVersion bool, ver
 		}
 		ann = append(ann, q)
 	}
-	table := fmt.Sprintf("plugins.%q.containerd.runtimes.%s", plugin, RuntimeName)
 	var b strings.Builder
 	b.WriteString("\n" + blockBegin + "\n")
 	if created {
@@ -186,19 +231,72 @@ func runtimeBlock(plugin string, o RuntimeOptions, created, setVersion bool, ver
 	if setVersion {
 		fmt.Fprintf(&b, "version = %d\n", version)
 	}
-	fmt.Fprintf(&b, "[%s]\n", table)
-	fmt.Fprintf(&b, "  runtime_type = %q\n", RuntimeType)
-	if o.ShimPath != "" {
-		fmt.Fprintf(&b, "  runtime_path = %s\n", shim)
+	runtime := func(name, snapshotter, cfg string) {
+		table := fmt.Sprintf("plugins.%q.containerd.runtimes.%s", plugin, name)
+		fmt.Fprintf(&b, "[%s]\n", table)
+		fmt.Fprintf(&b, "  runtime_type = %q\n", RuntimeType)
+		if o.ShimPath != "" {
+			fmt.Fprintf(&b, "  runtime_path = %s\n", shim)
+		}
+		fmt.Fprintf(&b, "  pod_annotations = [%s]\n", strings.Join(ann, ", "))
+		// Host devices mean nothing inside the VM: a privileged pod gets
+		// the guest's devices, not the host's.
+		b.WriteString("  privileged_without_host_devices = true\n")
+		if snapshotter != "" {
+			fmt.Fprintf(&b, "  snapshotter = %q\n", snapshotter)
+		}
+		fmt.Fprintf(&b, "  [%s.options]\n", table)
+		fmt.Fprintf(&b, "    ConfigPath = %s\n", cfg)
 	}
-	fmt.Fprintf(&b, "  pod_annotations = [%s]\n", strings.Join(ann, ", "))
-	// Host devices mean nothing inside the VM: a privileged pod gets the
-	// guest's devices, not the host's.
-	b.WriteString("  privileged_without_host_devices = true\n")
-	fmt.Fprintf(&b, "  [%s.options]\n", table)
-	fmt.Fprintf(&b, "    ConfigPath = %s\n", cfg)
+	runtime(RuntimeName, "", cfg)
+	if c := o.Confidential; c != nil {
+		if err := confidentialBlock(&b, *c, hasUnpack, runtime); err != nil {
+			return nil, err
+		}
+	}
 	b.WriteString(blockEnd + "\n")
 	return []byte(b.String()), nil
+}
+
+// confidentialBlock writes the confidential handler, scc's snapshotter
+// as a proxy plugin, and the transfer service's unpack entries: the
+// default one (overlayfs), unless the config has a list of its own, and
+// one for scc's snapshotter.
+func confidentialBlock(b *strings.Builder, c ConfidentialOptions, hasUnpack bool, runtime func(name, snapshotter, cfg string)) error {
+	if c.SnapshotterAddress == "" {
+		c.SnapshotterAddress = snapshotter.DefaultAddress
+	}
+	if c.Platform == "" {
+		c.Platform = platforms.DefaultString()
+	}
+	addr, err := tomlString(c.SnapshotterAddress)
+	if err != nil {
+		return fmt.Errorf("snapshotter address: %w", err)
+	}
+	cfg, err := tomlString(c.ConfigPath)
+	if err != nil {
+		return fmt.Errorf("confidential ConfigPath: %w", err)
+	}
+	platform, err := tomlString(c.Platform)
+	if err != nil {
+		return fmt.Errorf("platform: %w", err)
+	}
+	runtime(ConfidentialRuntimeName, snapshotter.Name, cfg)
+	fmt.Fprintf(b, "[proxy_plugins.%s]\n", snapshotter.Name)
+	b.WriteString("  type = \"snapshot\"\n")
+	fmt.Fprintf(b, "  address = %s\n", addr)
+	// The transfer service passes the image's digests to the
+	// snapshotter only when it asks for them.
+	fmt.Fprintf(b, "  [proxy_plugins.%s.exports]\n", snapshotter.Name)
+	b.WriteString("    enable_remote_snapshot_annotations = \"true\"\n")
+	unpack := fmt.Sprintf("[[plugins.%q.unpack_config]]\n", transferPlugin)
+	if !hasUnpack {
+		b.WriteString(unpack)
+		fmt.Fprintf(b, "  platform = %s\n  snapshotter = \"overlayfs\"\n  differ = \"walking\"\n", platform)
+	}
+	b.WriteString(unpack)
+	fmt.Fprintf(b, "  platform = %s\n  snapshotter = %q\n", platform, snapshotter.Name)
+	return nil
 }
 
 // configVersion returns the config's version, or newVersion (and true:
@@ -234,8 +332,8 @@ func criPlugin(version int) string {
 	return criPluginV3
 }
 
-func runtimePath(plugin string) []string {
-	return []string{"plugins", plugin, "containerd", "runtimes", RuntimeName}
+func runtimePath(plugin, name string) []string {
+	return []string{"plugins", plugin, "containerd", "runtimes", name}
 }
 
 // CRIDisabled reports whether the config disables the CRI plugin that the

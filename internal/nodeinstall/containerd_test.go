@@ -3,11 +3,16 @@ package nodeinstall
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	srvconfig "github.com/containerd/containerd/v2/cmd/containerd/server/config"
+
+	"github.com/sccontainers/scc/snapshotter"
 )
 
 const configV2 = `version = 2
@@ -113,7 +118,7 @@ func checkLoads(t *testing.T, cfg []byte, plugin string, version int64, o Runtim
 	if int64(c.Version) != version {
 		t.Errorf("version %d, want %d", c.Version, version)
 	}
-	rt, ok := lookup(map[string]any{"plugins": c.Plugins}, runtimePath(plugin)...)
+	rt, ok := lookup(map[string]any{"plugins": c.Plugins}, runtimePath(plugin, RuntimeName)...)
 	if !ok {
 		t.Fatalf("no runtime %s in plugin %s:\n%s", RuntimeName, plugin, cfg)
 	}
@@ -237,5 +242,96 @@ func TestCRIDisabled(t *testing.T) {
 		if got := CRIDisabled([]byte(cfg)); got != want {
 			t.Errorf("%q: %v, want %v", cfg, got, want)
 		}
+	}
+}
+
+// checkConfidential loads cfg with containerd's config loader and checks
+// the confidential handler, the snapshotter's proxy plugin and the
+// transfer service's unpack entries, by snapshotter (wantUnpack).
+func checkConfidential(t *testing.T, cfg []byte, plugin, configPath string, wantUnpack []string) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(p, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var c srvconfig.Config
+	if err := srvconfig.LoadConfig(context.Background(), p, &c); err != nil {
+		t.Fatalf("containerd does not load the config: %v\n%s", err, cfg)
+	}
+	rt, ok := lookup(map[string]any{"plugins": c.Plugins}, runtimePath(plugin, ConfidentialRuntimeName)...)
+	if !ok {
+		t.Fatalf("no runtime %s:\n%s", ConfidentialRuntimeName, cfg)
+	}
+	m := rt.(map[string]any)
+	if m["snapshotter"] != snapshotter.Name || m["runtime_type"] != RuntimeType {
+		t.Errorf("runtime %s: %v", ConfidentialRuntimeName, m)
+	}
+	if got, _ := lookup(m, "options", "ConfigPath"); got != configPath {
+		t.Errorf("options.ConfigPath %v, want %s", got, configPath)
+	}
+	pp, ok := c.ProxyPlugins[snapshotter.Name]
+	if !ok || pp.Type != "snapshot" || pp.Address != snapshotter.DefaultAddress || pp.Exports["enable_remote_snapshot_annotations"] != "true" {
+		t.Errorf("proxy plugin %s: %+v (present %v)", snapshotter.Name, pp, ok)
+	}
+	entries, _ := lookup(map[string]any{"plugins": c.Plugins}, "plugins", transferPlugin, "unpack_config")
+	list, _ := entries.([]any)
+	var sns []string
+	for _, e := range list {
+		sns = append(sns, fmt.Sprint(e.(map[string]any)["snapshotter"]))
+	}
+	if !slices.Equal(sns, wantUnpack) {
+		t.Errorf("unpack_config snapshotters %v, want %v", sns, wantUnpack)
+	}
+}
+
+func TestAddRuntimeConfidential(t *testing.T) {
+	withUnpack := configV3 + "\n[[plugins.'io.containerd.transfer.v1.local'.unpack_config]]\n  platform = 'linux/amd64'\n  snapshotter = 'native'\n"
+	o := testRuntime
+	o.Confidential = &ConfidentialOptions{ConfigPath: "/etc/scc/confidential.toml", Platform: "linux/amd64"}
+	for _, tc := range []struct {
+		name   string
+		orig   string
+		plugin string
+		unpack []string
+	}{
+		{"version 2", configV2, criPluginV2, []string{"overlayfs", snapshotter.Name}},
+		{"version 3", configV3, criPluginV3, []string{"overlayfs", snapshotter.Name}},
+		// The administrator's entries stay, first.
+		{"own unpack list", withUnpack, criPluginV3, []string{"native", snapshotter.Name}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := AddRuntime([]byte(tc.orig), true, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkConfidential(t, out, tc.plugin, o.Confidential.ConfigPath, tc.unpack)
+			again, err := AddRuntime(out, true, o)
+			if err != nil || string(again) != string(out) {
+				t.Errorf("second install: %v, changed: %v", err, string(again) != string(out))
+			}
+			// Installing again without the handler takes it out.
+			plain, err := AddRuntime(out, true, testRuntime)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(plain), "proxy_plugins") || strings.Contains(string(plain), ConfidentialRuntimeName) {
+				t.Errorf("the confidential handler stays:\n%s", plain)
+			}
+			back, _, _, err := RemoveRuntime(out)
+			if err != nil || string(back) != tc.orig {
+				t.Errorf("uninstall gave %q, %v", back, err)
+			}
+		})
+	}
+	for name, orig := range map[string]string{
+		"proxy plugin defined by hand":   configV3 + "[proxy_plugins.scc]\n  type = 'snapshot'\n  address = '/x'\n",
+		"handler defined by hand":        configV3 + "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.scc-confidential]\n  runtime_type = 'io.containerd.scc.v2'\n",
+		"unpack list as an inline array": configV3 + "[plugins.'io.containerd.transfer.v1.local']\n  unpack_config = [{platform = 'linux/amd64', snapshotter = 'overlayfs'}]\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			if out, err := AddRuntime([]byte(orig), true, o); !errors.Is(err, ErrConflict) && !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("error %v; config:\n%s", err, out)
+			}
+		})
 	}
 }

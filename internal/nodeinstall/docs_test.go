@@ -8,14 +8,16 @@ import (
 )
 
 // TestDocsContainerdSnippets checks that the containerd configs shown in
-// docs/kubernetes.md are what install writes, and that containerd loads
-// them with the runtime where its CRI plugin looks.
+// docs/kubernetes.md are what install writes (with the confidential
+// handler where they show it), and that containerd loads them with the
+// runtimes where its CRI plugin looks.
 func TestDocsContainerdSnippets(t *testing.T) {
 	md, err := os.ReadFile("../../docs/kubernetes.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := map[int64]bool{}
+	seenConfidential := false
 	for _, block := range tomlBlocks(string(md)) {
 		doc, err := parseTOML([]byte(block))
 		if err != nil {
@@ -26,11 +28,15 @@ func TestDocsContainerdSnippets(t *testing.T) {
 			continue // a fragment, such as enable_annotations
 		}
 		seen[v] = true
-		installed, err := AddRuntime(nil, false, RuntimeOptions{
+		opts := RuntimeOptions{
 			ShimPath:   DefaultBinDir + "/" + ShimBinary,
 			ConfigPath: DefaultConfigPath,
 			NewVersion: int(v),
-		})
+		}
+		if strings.Contains(block, ConfidentialRuntimeName) {
+			opts.Confidential = &ConfidentialOptions{ConfigPath: "/etc/scc/confidential.toml", Platform: "linux/amd64"}
+		}
+		installed, err := AddRuntime(nil, false, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,9 +48,16 @@ func TestDocsContainerdSnippets(t *testing.T) {
 			t.Errorf("docs show for version %d\n%s\ninstall writes\n%s", v, block, installed)
 		}
 		checkLoads(t, []byte(block), criPlugin(int(v)), v, RuntimeOptions{ShimPath: DefaultBinDir + "/" + ShimBinary, ConfigPath: DefaultConfigPath})
+		if opts.Confidential != nil {
+			seenConfidential = true
+			checkConfidential(t, []byte(block), criPlugin(int(v)), opts.Confidential.ConfigPath, []string{"overlayfs", "scc"})
+		}
 	}
 	if !seen[2] || !seen[3] {
 		t.Errorf("docs show config versions %v, want 2 and 3", seen)
+	}
+	if !seenConfidential {
+		t.Errorf("docs show no config with the %s handler", ConfidentialRuntimeName)
 	}
 }
 

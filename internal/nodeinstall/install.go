@@ -18,6 +18,7 @@ import (
 
 	"github.com/containerd/log"
 
+	"github.com/sccontainers/scc/snapshotter"
 	"github.com/sccontainers/scc/vmm/image"
 )
 
@@ -57,7 +58,18 @@ type Options struct {
 	// config keeps its own.
 	ContainerdConfigVersion int
 	StatePath               string
+	// ConfidentialConfig, if set, is the host path of the shim
+	// configuration of a confidential runtime handler
+	// (ConfidentialRuntimeName), which the administrator writes: it must
+	// make every container confidential and say where the registry and
+	// the key broker are. Install then also adds scc's snapshotter to
+	// containerd and a systemd unit that runs it (SnapshotterUnit).
+	ConfidentialConfig string
 }
+
+// SnapshotterUnit is the host path of the systemd unit of scc's
+// snapshotter, which install writes with a confidential handler.
+const SnapshotterUnit = "/etc/systemd/system/scc-snapshotter.service"
 
 func (o Options) withDefaults() (Options, error) {
 	def := func(s *string, v string) {
@@ -83,6 +95,11 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	for _, p := range []string{o.BinDir, o.GuestDir, o.ConfigPath, o.ContainerdConfig, o.StatePath} {
 		if !filepath.IsAbs(p) {
+			return o, fmt.Errorf("host path %q is not absolute", p)
+		}
+	}
+	if o.ConfidentialConfig != "" {
+		if p := o.ConfidentialConfig; !filepath.IsAbs(p) {
 			return o, fmt.Errorf("host path %q is not absolute", p)
 		}
 	}
@@ -145,11 +162,18 @@ func Install(ctx context.Context, o Options) (rep Report, err error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return rep, fmt.Errorf("read containerd config: %w", err)
 	}
-	next, err := AddRuntime(cur, exists, RuntimeOptions{
+	ro := RuntimeOptions{
 		ShimPath:   filepath.Join(o.BinDir, ShimBinary),
 		ConfigPath: o.ConfigPath,
 		NewVersion: o.ContainerdConfigVersion,
-	})
+	}
+	if o.ConfidentialConfig != "" {
+		if !h.exists(o.ConfidentialConfig) {
+			return rep, fmt.Errorf("the configuration of the confidential handler, %s, is not on the host: write it first (docs/confidential.md)", o.ConfidentialConfig)
+		}
+		ro.Confidential = &ConfidentialOptions{ConfigPath: o.ConfidentialConfig}
+	}
+	next, err := AddRuntime(cur, exists, ro)
 	if err != nil {
 		return rep, fmt.Errorf("containerd config %s: %w", ctrdPath, err)
 	}
@@ -194,7 +218,11 @@ func Install(ctx context.Context, o Options) (rep Report, err error) {
 	}
 	st.ContainerdConfig = ctrdPath
 	rep.ContainerdChanged = true
-	rep.changed("added runtime handler %q to %s", RuntimeName, ctrdPath)
+	if ro.Confidential != nil {
+		rep.changed("added runtime handlers %q and %q, and the %q snapshotter, to %s", RuntimeName, ConfidentialRuntimeName, snapshotter.Name, ctrdPath)
+	} else {
+		rep.changed("added runtime handler %q to %s", RuntimeName, ctrdPath)
+	}
 	if CRIDisabled(next) {
 		rep.note("%s disables the CRI plugin: Kubernetes cannot use any runtime of this containerd until it is enabled", ctrdPath)
 	}
@@ -238,7 +266,28 @@ func sources(o Options) ([]file, error) {
 		return nil, err
 	}
 	files = append(files, file{path: o.ConfigPath, data: cfg, mode: 0o644, keep: true})
+	if o.ConfidentialConfig != "" {
+		files = append(files, file{path: SnapshotterUnit, data: snapshotterUnit(filepath.Join(o.BinDir, ToolBinary)), mode: 0o644})
+	}
 	return files, nil
+}
+
+// snapshotterUnit is the systemd unit that runs scc's snapshotter, before
+// containerd, which cannot prepare a confidential container's snapshot
+// without it.
+func snapshotterUnit(scc string) []byte {
+	return []byte(fmt.Sprintf(`# Written by "scc install"; removed by "scc uninstall" while unchanged.
+[Unit]
+Description=scc snapshotter: containerd snapshotter of confidential runtime handlers
+Before=containerd.service
+
+[Service]
+ExecStart=%s snapshotter --root %s --address %s
+Restart=always
+
+[Install]
+WantedBy=multi-user.target containerd.service
+`, scc, snapshotter.DefaultRoot, snapshotter.DefaultAddress))
 }
 
 func readRegular(p string) ([]byte, error) {
@@ -416,6 +465,16 @@ func uninstallFile(h host, rep *Report, f installedFile) error {
 		rep.changed("restored %s", f.Path)
 	}
 	return nil
+}
+
+// SnapshotterHint says how to start scc's snapshotter on the host in
+// root, which must run before containerd loads a confidential handler.
+// It never starts anything.
+func SnapshotterHint(root string) string {
+	if fi, err := os.Stat(filepath.Join(root, "run/systemd/system")); err == nil && fi.IsDir() {
+		return "start scc's snapshotter before restarting containerd: systemctl daemon-reload && systemctl enable --now " + filepath.Base(SnapshotterUnit)
+	}
+	return "the node does not run systemd: run `scc snapshotter` (as " + SnapshotterUnit + " does) before restarting containerd"
 }
 
 // RestartHint says how to make containerd read its changed config on the

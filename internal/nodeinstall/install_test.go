@@ -178,6 +178,16 @@ func TestInstallUninstall(t *testing.T) {
 			plugin:  criPluginV3,
 			version: 4,
 		},
+		{
+			name: "containerd 2.x config with a confidential handler",
+			setup: func(t *testing.T, root string) {
+				write(t, filepath.Join(root, "etc/containerd/config.toml"), configV3, 0o644)
+				write(t, filepath.Join(root, "etc/scc/confidential.toml"), "[confidential]\nenabled = true\n", 0o644)
+			},
+			opts:    func(o *Options) { o.ConfidentialConfig = "/etc/scc/confidential.toml" },
+			plugin:  criPluginV3,
+			version: 3,
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -220,6 +230,18 @@ func TestInstallUninstall(t *testing.T) {
 			}
 			checkLoads(t, cfg, tc.plugin, tc.version,
 				RuntimeOptions{ShimPath: "/usr/local/bin/containerd-shim-scc-v2", ConfigPath: "/etc/scc/config.toml"})
+			if o.ConfidentialConfig != "" {
+				checkConfidential(t, cfg, tc.plugin, o.ConfidentialConfig, []string{"overlayfs", "scc"})
+				unit, err := os.ReadFile(filepath.Join(root, SnapshotterUnit))
+				if err != nil {
+					t.Fatalf("snapshotter unit: %v", err)
+				}
+				if !strings.Contains(string(unit), "ExecStart=/usr/local/bin/scc snapshotter ") {
+					t.Errorf("unit does not run the installed scc:\n%s", unit)
+				}
+			} else if _, err := os.Stat(filepath.Join(root, SnapshotterUnit)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("snapshotter unit installed without a confidential handler: %v", err)
+			}
 			if fi, err := os.Lstat(filepath.Join(root, "etc/containerd/config.toml")); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 				if _, err := os.Stat(filepath.Join(root, "srv/containerd.toml")); err != nil {
 					t.Error(err)

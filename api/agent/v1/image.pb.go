@@ -45,7 +45,19 @@ type GuestImage struct {
 	// of the disk holding that image and its dm-verity tree. The guest
 	// mounts such a layer under dm-verity with the manifest's root hash
 	// instead of pulling it.
-	LayerDisks    map[string]string `protobuf:"bytes,5,rep,name=layer_disks,json=layerDisks,proto3" json:"layer_disks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	LayerDisks map[string]string `protobuf:"bytes,5,rep,name=layer_disks,json=layerDisks,proto3" json:"layer_disks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// config_digest, if set, is the digest of the image config the host
+	// built the container's spec (process, environment, working directory,
+	// user) from: the guest refuses an image whose config is another, so
+	// that the spec and the image it runs on agree.
+	ConfigDigest string `protobuf:"bytes,6,opt,name=config_digest,json=configDigest,proto3" json:"config_digest,omitempty"`
+	// lookup_groups says the host took the process's user from the image
+	// without the image's files (its snapshotter leaves them to the
+	// guest): a uid whose group the host left at 0 gets its primary
+	// group from the image's /etc/passwd, and the supplementary groups
+	// /etc/group gives its name are added, as containerd does when it has
+	// the rootfs.
+	LookupGroups  bool `protobuf:"varint,7,opt,name=lookup_groups,json=lookupGroups,proto3" json:"lookup_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -113,6 +125,20 @@ func (x *GuestImage) GetLayerDisks() map[string]string {
 		return x.LayerDisks
 	}
 	return nil
+}
+
+func (x *GuestImage) GetConfigDigest() string {
+	if x != nil {
+		return x.ConfigDigest
+	}
+	return ""
+}
+
+func (x *GuestImage) GetLookupGroups() bool {
+	if x != nil {
+		return x.LookupGroups
+	}
+	return false
 }
 
 type KeyBroker struct {
@@ -206,7 +232,7 @@ var File_agent_v1_image_proto protoreflect.FileDescriptor
 
 const file_agent_v1_image_proto_rawDesc = "" +
 	"\n" +
-	"\x14agent/v1/image.proto\x12\fscc.agent.v1\"\xc5\x02\n" +
+	"\x14agent/v1/image.proto\x12\fscc.agent.v1\"\x8f\x03\n" +
 	"\n" +
 	"GuestImage\x12\x1c\n" +
 	"\treference\x18\x01 \x01(\tR\treference\x12'\n" +
@@ -215,7 +241,9 @@ const file_agent_v1_image_proto_rawDesc = "" +
 	"\n" +
 	"key_broker\x18\x04 \x01(\v2\x17.scc.agent.v1.KeyBrokerR\tkeyBroker\x12I\n" +
 	"\vlayer_disks\x18\x05 \x03(\v2(.scc.agent.v1.GuestImage.LayerDisksEntryR\n" +
-	"layerDisks\x1a=\n" +
+	"layerDisks\x12#\n" +
+	"\rconfig_digest\x18\x06 \x01(\tR\fconfigDigest\x12#\n" +
+	"\rlookup_groups\x18\a \x01(\bR\flookupGroups\x1a=\n" +
 	"\x0fLayerDisksEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc9\x01\n" +

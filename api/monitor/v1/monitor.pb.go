@@ -228,6 +228,88 @@ func (x *BindInitDataRequest) GetDigest() []byte {
 	return nil
 }
 
+type BindImageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// manifest_digest is the digest of the manifest the guest pulled
+	// (sha256:...).
+	ManifestDigest string `protobuf:"bytes,1,opt,name=manifest_digest,json=manifestDigest,proto3" json:"manifest_digest,omitempty"`
+	// index_digest is the digest of the index it was chosen from, if any.
+	IndexDigest string `protobuf:"bytes,2,opt,name=index_digest,json=indexDigest,proto3" json:"index_digest,omitempty"`
+	// config_digest is the digest of the image's config.
+	ConfigDigest string `protobuf:"bytes,3,opt,name=config_digest,json=configDigest,proto3" json:"config_digest,omitempty"`
+	// reference is the reference the image was pulled by.
+	Reference string `protobuf:"bytes,4,opt,name=reference,proto3" json:"reference,omitempty"`
+	// pinned says the image was pulled by digest.
+	Pinned        bool `protobuf:"varint,5,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BindImageRequest) Reset() {
+	*x = BindImageRequest{}
+	mi := &file_monitor_v1_monitor_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BindImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BindImageRequest) ProtoMessage() {}
+
+func (x *BindImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_monitor_v1_monitor_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BindImageRequest.ProtoReflect.Descriptor instead.
+func (*BindImageRequest) Descriptor() ([]byte, []int) {
+	return file_monitor_v1_monitor_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *BindImageRequest) GetManifestDigest() string {
+	if x != nil {
+		return x.ManifestDigest
+	}
+	return ""
+}
+
+func (x *BindImageRequest) GetIndexDigest() string {
+	if x != nil {
+		return x.IndexDigest
+	}
+	return ""
+}
+
+func (x *BindImageRequest) GetConfigDigest() string {
+	if x != nil {
+		return x.ConfigDigest
+	}
+	return ""
+}
+
+func (x *BindImageRequest) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *BindImageRequest) GetPinned() bool {
+	if x != nil {
+		return x.Pinned
+	}
+	return false
+}
+
 type RestoredRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// snapshot_digest is the SHA-256 of the snapshot's saved state.
@@ -240,7 +322,7 @@ type RestoredRequest struct {
 
 func (x *RestoredRequest) Reset() {
 	*x = RestoredRequest{}
-	mi := &file_monitor_v1_monitor_proto_msgTypes[4]
+	mi := &file_monitor_v1_monitor_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -252,7 +334,7 @@ func (x *RestoredRequest) String() string {
 func (*RestoredRequest) ProtoMessage() {}
 
 func (x *RestoredRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_monitor_v1_monitor_proto_msgTypes[4]
+	mi := &file_monitor_v1_monitor_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -265,7 +347,7 @@ func (x *RestoredRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoredRequest.ProtoReflect.Descriptor instead.
 func (*RestoredRequest) Descriptor() ([]byte, []int) {
-	return file_monitor_v1_monitor_proto_rawDescGZIP(), []int{4}
+	return file_monitor_v1_monitor_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RestoredRequest) GetSnapshotDigest() []byte {
@@ -297,14 +379,21 @@ const file_monitor_v1_monitor_proto_rawDesc = "" +
 	"\bevidence\x18\x02 \x01(\fR\bevidence\x12\"\n" +
 	"\rtpm_ek_public\x18\x03 \x01(\fR\vtpmEkPublic\"-\n" +
 	"\x13BindInitDataRequest\x12\x16\n" +
-	"\x06digest\x18\x01 \x01(\fR\x06digest\"P\n" +
+	"\x06digest\x18\x01 \x01(\fR\x06digest\"\xb9\x01\n" +
+	"\x10BindImageRequest\x12'\n" +
+	"\x0fmanifest_digest\x18\x01 \x01(\tR\x0emanifestDigest\x12!\n" +
+	"\findex_digest\x18\x02 \x01(\tR\vindexDigest\x12#\n" +
+	"\rconfig_digest\x18\x03 \x01(\tR\fconfigDigest\x12\x1c\n" +
+	"\treference\x18\x04 \x01(\tR\treference\x12\x16\n" +
+	"\x06pinned\x18\x05 \x01(\bR\x06pinned\"P\n" +
 	"\x0fRestoredRequest\x12'\n" +
 	"\x0fsnapshot_digest\x18\x01 \x01(\fR\x0esnapshotDigest\x12\x14\n" +
-	"\x05nonce\x18\x02 \x01(\fR\x05nonce2\xa8\x02\n" +
+	"\x05nonce\x18\x02 \x01(\fR\x05nonce2\xef\x02\n" +
 	"\aMonitor\x12<\n" +
 	"\x04Info\x12\x16.google.protobuf.Empty\x1a\x1c.scc.monitor.v1.InfoResponse\x12M\n" +
 	"\bEvidence\x12\x1f.scc.monitor.v1.EvidenceRequest\x1a .scc.monitor.v1.EvidenceResponse\x12K\n" +
-	"\fBindInitData\x12#.scc.monitor.v1.BindInitDataRequest\x1a\x16.google.protobuf.Empty\x12C\n" +
+	"\fBindInitData\x12#.scc.monitor.v1.BindInitDataRequest\x1a\x16.google.protobuf.Empty\x12E\n" +
+	"\tBindImage\x12 .scc.monitor.v1.BindImageRequest\x1a\x16.google.protobuf.Empty\x12C\n" +
 	"\bRestored\x12\x1f.scc.monitor.v1.RestoredRequest\x1a\x16.google.protobuf.EmptyB4Z2github.com/sccontainers/scc/api/monitor/v1;monitorb\x06proto3"
 
 var (
@@ -319,26 +408,29 @@ func file_monitor_v1_monitor_proto_rawDescGZIP() []byte {
 	return file_monitor_v1_monitor_proto_rawDescData
 }
 
-var file_monitor_v1_monitor_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_monitor_v1_monitor_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_monitor_v1_monitor_proto_goTypes = []any{
 	(*InfoResponse)(nil),        // 0: scc.monitor.v1.InfoResponse
 	(*EvidenceRequest)(nil),     // 1: scc.monitor.v1.EvidenceRequest
 	(*EvidenceResponse)(nil),    // 2: scc.monitor.v1.EvidenceResponse
 	(*BindInitDataRequest)(nil), // 3: scc.monitor.v1.BindInitDataRequest
-	(*RestoredRequest)(nil),     // 4: scc.monitor.v1.RestoredRequest
-	(*emptypb.Empty)(nil),       // 5: google.protobuf.Empty
+	(*BindImageRequest)(nil),    // 4: scc.monitor.v1.BindImageRequest
+	(*RestoredRequest)(nil),     // 5: scc.monitor.v1.RestoredRequest
+	(*emptypb.Empty)(nil),       // 6: google.protobuf.Empty
 }
 var file_monitor_v1_monitor_proto_depIdxs = []int32{
-	5, // 0: scc.monitor.v1.Monitor.Info:input_type -> google.protobuf.Empty
+	6, // 0: scc.monitor.v1.Monitor.Info:input_type -> google.protobuf.Empty
 	1, // 1: scc.monitor.v1.Monitor.Evidence:input_type -> scc.monitor.v1.EvidenceRequest
 	3, // 2: scc.monitor.v1.Monitor.BindInitData:input_type -> scc.monitor.v1.BindInitDataRequest
-	4, // 3: scc.monitor.v1.Monitor.Restored:input_type -> scc.monitor.v1.RestoredRequest
-	0, // 4: scc.monitor.v1.Monitor.Info:output_type -> scc.monitor.v1.InfoResponse
-	2, // 5: scc.monitor.v1.Monitor.Evidence:output_type -> scc.monitor.v1.EvidenceResponse
-	5, // 6: scc.monitor.v1.Monitor.BindInitData:output_type -> google.protobuf.Empty
-	5, // 7: scc.monitor.v1.Monitor.Restored:output_type -> google.protobuf.Empty
-	4, // [4:8] is the sub-list for method output_type
-	0, // [0:4] is the sub-list for method input_type
+	4, // 3: scc.monitor.v1.Monitor.BindImage:input_type -> scc.monitor.v1.BindImageRequest
+	5, // 4: scc.monitor.v1.Monitor.Restored:input_type -> scc.monitor.v1.RestoredRequest
+	0, // 5: scc.monitor.v1.Monitor.Info:output_type -> scc.monitor.v1.InfoResponse
+	2, // 6: scc.monitor.v1.Monitor.Evidence:output_type -> scc.monitor.v1.EvidenceResponse
+	6, // 7: scc.monitor.v1.Monitor.BindInitData:output_type -> google.protobuf.Empty
+	6, // 8: scc.monitor.v1.Monitor.BindImage:output_type -> google.protobuf.Empty
+	6, // 9: scc.monitor.v1.Monitor.Restored:output_type -> google.protobuf.Empty
+	5, // [5:10] is the sub-list for method output_type
+	0, // [0:5] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -355,7 +447,7 @@ func file_monitor_v1_monitor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_monitor_v1_monitor_proto_rawDesc), len(file_monitor_v1_monitor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

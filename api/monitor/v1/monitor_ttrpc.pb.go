@@ -12,6 +12,7 @@ type MonitorService interface {
 	Info(context.Context, *emptypb.Empty) (*InfoResponse, error)
 	Evidence(context.Context, *EvidenceRequest) (*EvidenceResponse, error)
 	BindInitData(context.Context, *BindInitDataRequest) (*emptypb.Empty, error)
+	BindImage(context.Context, *BindImageRequest) (*emptypb.Empty, error)
 	Restored(context.Context, *RestoredRequest) (*emptypb.Empty, error)
 }
 
@@ -38,6 +39,13 @@ func RegisterMonitorService(srv *ttrpc.Server, svc MonitorService) {
 					return nil, err
 				}
 				return svc.BindInitData(ctx, &req)
+			},
+			"BindImage": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req BindImageRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.BindImage(ctx, &req)
 			},
 			"Restored": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req RestoredRequest
@@ -79,6 +87,14 @@ func (c *monitorClient) Evidence(ctx context.Context, req *EvidenceRequest) (*Ev
 func (c *monitorClient) BindInitData(ctx context.Context, req *BindInitDataRequest) (*emptypb.Empty, error) {
 	var resp emptypb.Empty
 	if err := c.client.Call(ctx, "scc.monitor.v1.Monitor", "BindInitData", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *monitorClient) BindImage(ctx context.Context, req *BindImageRequest) (*emptypb.Empty, error) {
+	var resp emptypb.Empty
+	if err := c.client.Call(ctx, "scc.monitor.v1.Monitor", "BindImage", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
