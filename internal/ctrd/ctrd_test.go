@@ -17,7 +17,10 @@ func TestConfig(t *testing.T) {
 		{"plain", nil, []string{`"io.containerd.grpc.v1.cri",`, `root = "/x/root"`}, []string{"runtimes.scc"}},
 		{"cri", &CRIOptions{SCCConfig: "/x/scc.toml", SandboxImage: "scc.local/pause:1"},
 			[]string{`ConfigPath = "/x/scc.toml"`, `sandbox = "scc.local/pause:1"`, `runtime_type = "io.containerd.scc.v2"`},
-			[]string{`"io.containerd.grpc.v1.cri",`}},
+			[]string{`"io.containerd.grpc.v1.cri",`, "sandboxer"}},
+		{"sandboxer", &CRIOptions{SCCConfig: "/x/scc.toml", SandboxImage: "scc.local/pause:1", Sandboxer: "shim"},
+			[]string{`sandboxer = "shim"`, `disable_pause_image_pull = true`, `ConfigPath = "/x/scc.toml"`},
+			nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := Config("/x", tc.cri)
