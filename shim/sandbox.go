@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -444,7 +445,9 @@ func removeStateDir(dir string) error {
 	shared := filepath.Join(dir, "shared")
 	entries, _ := os.ReadDir(shared)
 	for _, e := range entries {
-		if err := unshareLeftover(filepath.Join(shared, e.Name())); err != nil {
+		// Gone meanwhile: a `delete` for another container of the pod
+		// cleans up after the same dead shim.
+		if err := unshareLeftover(filepath.Join(shared, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}

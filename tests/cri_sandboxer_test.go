@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -460,5 +461,67 @@ func waitGone(t *testing.T, pid int, what string) {
 			t.Fatalf("%s: process %d still runs", what, pid)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestCRISandboxerFaults kills, under a running pod of the sandbox API,
+// its VM, then (in another pod) its shim. Either way CRI learns the pod
+// stopped (WaitSandbox, or the shim's connection), the pod's container
+// is reported killed, and removing the pod leaves nothing.
+func TestCRISandboxerFaults(t *testing.T) {
+	requireEnv(t)
+	ctx := testContext(t)
+	c := startCRISetup(t, ctx, criSetup{sccConfig: env.config, sandboxer: "shim"})
+	for _, tc := range []struct {
+		name   string
+		victim func(vm, shim int) int
+		// exits are the container's exit codes CRI may report: 137 from
+		// the shim for a VM that died; CRI's own 255 ("unknown") when the
+		// shim's connection closes before its exit reached CRI.
+		exits []int
+	}{
+		{"vm", func(vm, _ int) int { return vm }, []int{137}},
+		{"shim", func(_, shim int) int { return shim }, []int{137, 255}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := runPod(t, ctx, c, "fault-"+tc.name)
+			ctr := pod.create(t, ctx, "sleeper", map[string]any{"command": []string{"sleep", "1000"}})
+			c.run(t, ctx, "start", ctr)
+			vm := qemuPid(t, filepath.Join(env.run, pod.id[:32]))
+			shim := shimOf(pod.id)
+			if shim == 0 {
+				t.Fatal("no shim runs for the pod")
+			}
+			if err := syscall.Kill(tc.victim(vm, shim), syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			// Until containerd has noticed the shim's connection closed,
+			// the pod's status may fail: keep asking.
+			deadline := time.Now().Add(time.Minute)
+			for {
+				var inspect struct {
+					Status struct {
+						State string `json:"state"`
+					} `json:"status"`
+				}
+				out, err := exec.CommandContext(ctx, c.crictl, "--runtime-endpoint", "unix://"+c.d.Address(), "inspectp", pod.id).Output()
+				if err == nil && json.Unmarshal(out, &inspect) == nil && inspect.Status.State == "SANDBOX_NOTREADY" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("pod is %q (%v) a minute after its %s was killed", inspect.Status.State, err, tc.name)
+				}
+				time.Sleep(300 * time.Millisecond)
+			}
+			st := c.waitStatus(t, ctx, ctr, time.Minute, func(s criStatus) bool { return s.State == "CONTAINER_EXITED" })
+			if !slices.Contains(tc.exits, st.ExitCode) {
+				t.Errorf("container of the pod exited %d, want one of %v", st.ExitCode, tc.exits)
+			}
+			waitGone(t, vm, "the pod's VM")
+			c.run(t, ctx, "rm", ctr)
+			c.run(t, ctx, "stopp", pod.id)
+			c.run(t, ctx, "rmp", pod.id)
+			waitGone(t, shim, "the pod's shim")
+		})
 	}
 }
