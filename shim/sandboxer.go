@@ -274,7 +274,15 @@ func (s *service) PingSandbox(ctx context.Context, r *sandboxAPI.PingRequest) (*
 	return &sandboxAPI.PingResponse{}, nil
 }
 
-// ShutdownSandbox stops the pod, if it still runs, and ends the shim.
+// shutdownGrace is how long the shim outlives its answer to
+// ShutdownSandbox. containerd's sandbox controller, unlike its task client,
+// fails when the shim's connection closes before the answer arrived, and
+// ttrpc tells a service nothing once its answer is written: exiting at once
+// loses the answer now and then.
+const shutdownGrace = 500 * time.Millisecond
+
+// ShutdownSandbox stops the pod, if it still runs, and ends the shim once
+// the answer is on its way.
 func (s *service) ShutdownSandbox(ctx context.Context, r *sandboxAPI.ShutdownSandboxRequest) (*sandboxAPI.ShutdownSandboxResponse, error) {
 	p, err := s.podByID(r.SandboxID)
 	if err != nil {
@@ -283,7 +291,7 @@ func (s *service) ShutdownSandbox(ctx context.Context, r *sandboxAPI.ShutdownSan
 	if err := s.stopPod(ctx, p); err != nil {
 		return nil, fmt.Errorf("shut down sandbox %s: %w", p.id, err)
 	}
-	s.shutdown.Shutdown()
+	time.AfterFunc(shutdownGrace, s.shutdown.Shutdown)
 	return &sandboxAPI.ShutdownSandboxResponse{}, nil
 }
 
