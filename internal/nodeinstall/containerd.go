@@ -19,6 +19,12 @@ const RuntimeName = "scc"
 // binary containerd-shim-scc-v2.
 const RuntimeType = "io.containerd.scc.v2"
 
+// SandboxerShim is the sandbox controller ("sandboxer") of containerd's
+// CRI that makes the shim the pod's sandboxer, through containerd's
+// sandbox API: no pause container. CRI's default, "podsandbox", runs one
+// for each pod.
+const SandboxerShim = "shim"
+
 // PodAnnotations are the pod annotations containerd passes through to the
 // shim (path.Match patterns); the shim's own allow-list decides which of
 // them take effect.
@@ -65,6 +71,10 @@ type RuntimeOptions struct {
 	// none yet (a new or empty file): 2 (default; read by containerd 1.7
 	// and 2.x) or 3.
 	NewVersion int
+	// Sandboxer is the handler's sandbox controller: "" or "podsandbox"
+	// (CRI's default, a pause container per pod) or SandboxerShim, which
+	// needs containerd 2.x and a config of version 3 or 4.
+	Sandboxer string
 }
 
 // AddRuntime returns the containerd config cur with the scc runtime handler
@@ -96,6 +106,15 @@ func AddRuntime(cur []byte, exists bool, o RuntimeOptions) ([]byte, error) {
 	version, setVersion, err := configVersion(doc, newVersion)
 	if err != nil {
 		return nil, err
+	}
+	switch o.Sandboxer {
+	case "", "podsandbox":
+	case SandboxerShim:
+		if version < 3 {
+			return nil, fmt.Errorf("sandboxer %q needs containerd 2.x and its config version 3 or 4, not %d (containerd config migrate): %w", o.Sandboxer, version, ErrUnsupportedVersion)
+		}
+	default:
+		return nil, fmt.Errorf("sandboxer %q: want podsandbox or %s: %w", o.Sandboxer, SandboxerShim, ErrInvalidConfig)
 	}
 	plugin := criPlugin(version)
 	if _, ok := lookup(doc, runtimePath(plugin)...); ok {
@@ -195,6 +214,10 @@ func runtimeBlock(plugin string, o RuntimeOptions, created, setVersion bool, ver
 	// Host devices mean nothing inside the VM: a privileged pod gets the
 	// guest's devices, not the host's.
 	b.WriteString("  privileged_without_host_devices = true\n")
+	if o.Sandboxer == SandboxerShim {
+		// The shim serves containerd's sandbox API: no pause container.
+		fmt.Fprintf(&b, "  sandboxer = %q\n", SandboxerShim)
+	}
 	fmt.Fprintf(&b, "  [%s.options]\n", table)
 	fmt.Fprintf(&b, "    ConfigPath = %s\n", cfg)
 	b.WriteString(blockEnd + "\n")

@@ -16,6 +16,7 @@ func TestDocsContainerdSnippets(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := map[int64]bool{}
+	sandboxers := 0
 	for _, block := range tomlBlocks(string(md)) {
 		doc, err := parseTOML([]byte(block))
 		if err != nil {
@@ -26,11 +27,22 @@ func TestDocsContainerdSnippets(t *testing.T) {
 			continue // a fragment, such as enable_annotations
 		}
 		seen[v] = true
-		installed, err := AddRuntime(nil, false, RuntimeOptions{
+		// The sandboxer mode's snippet is install's with --sandboxer shim.
+		rt, _ := lookup(doc, runtimePath(criPlugin(int(v)))...)
+		sandboxer, _ := lookup(doc, append(runtimePath(criPlugin(int(v))), "sandboxer")...)
+		if rt == nil {
+			t.Fatalf("docs TOML of version %d without the scc runtime:\n%s", v, block)
+		}
+		opts := RuntimeOptions{
 			ShimPath:   DefaultBinDir + "/" + ShimBinary,
 			ConfigPath: DefaultConfigPath,
 			NewVersion: int(v),
-		})
+		}
+		opts.Sandboxer, _ = sandboxer.(string)
+		if opts.Sandboxer != "" {
+			sandboxers++
+		}
+		installed, err := AddRuntime(nil, false, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,10 +53,13 @@ func TestDocsContainerdSnippets(t *testing.T) {
 		if !reflect.DeepEqual(doc, want) {
 			t.Errorf("docs show for version %d\n%s\ninstall writes\n%s", v, block, installed)
 		}
-		checkLoads(t, []byte(block), criPlugin(int(v)), v, RuntimeOptions{ShimPath: DefaultBinDir + "/" + ShimBinary, ConfigPath: DefaultConfigPath})
+		checkLoads(t, []byte(block), criPlugin(int(v)), v, RuntimeOptions{ShimPath: DefaultBinDir + "/" + ShimBinary, ConfigPath: DefaultConfigPath, Sandboxer: opts.Sandboxer})
 	}
 	if !seen[2] || !seen[3] {
 		t.Errorf("docs show config versions %v, want 2 and 3", seen)
+	}
+	if sandboxers == 0 {
+		t.Error("docs show no config with the shim as sandboxer")
 	}
 }
 

@@ -56,6 +56,9 @@ type Options struct {
 	// install creates (or that is empty): 2 (default) or 3. An existing
 	// config keeps its own.
 	ContainerdConfigVersion int
+	// Sandboxer is the scc handler's sandbox controller (see
+	// RuntimeOptions.Sandboxer): "" for CRI's default.
+	Sandboxer string
 	StatePath               string
 }
 
@@ -149,6 +152,7 @@ func Install(ctx context.Context, o Options) (rep Report, err error) {
 		ShimPath:   filepath.Join(o.BinDir, ShimBinary),
 		ConfigPath: o.ConfigPath,
 		NewVersion: o.ContainerdConfigVersion,
+		Sandboxer:  o.Sandboxer,
 	})
 	if err != nil {
 		return rep, fmt.Errorf("containerd config %s: %w", ctrdPath, err)
