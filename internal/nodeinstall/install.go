@@ -56,10 +56,10 @@ type Options struct {
 	// install creates (or that is empty): 2 (default) or 3. An existing
 	// config keeps its own.
 	ContainerdConfigVersion int
+	StatePath               string
 	// Sandboxer is the scc handler's sandbox controller (see
 	// RuntimeOptions.Sandboxer): "" for CRI's default.
 	Sandboxer string
-	StatePath               string
 }
 
 func (o Options) withDefaults() (Options, error) {
