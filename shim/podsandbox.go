@@ -52,6 +52,7 @@ type podSandbox struct {
 	state      podState           // guarded by mu
 	vm         *sandbox           // the pod's VM once started, until stopped; guarded by mu
 	ports      *hostPortPublisher // a host-network pod's published ports, guarded by mu
+	files      podFiles           // the files bound into its containers, guarded by mu
 	pid        uint32             // QEMU's pid while running, guarded by mu
 	exitStatus uint32             // guarded by mu
 	exitedAt   time.Time          // guarded by mu
@@ -93,6 +94,13 @@ type podStatus struct {
 	pid        uint32
 	exitStatus uint32
 	exitedAt   time.Time
+}
+
+// containerFiles returns the pod's files, for its containers.
+func (p *podSandbox) containerFiles() podFiles {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.files
 }
 
 func (p *podSandbox) snapshot() podStatus {

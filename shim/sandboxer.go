@@ -89,6 +89,11 @@ func (s *service) startPod(ctx context.Context, p *podSandbox) (retErr error) {
 	if _, err := sb.agent.ConfigureSandbox(ctx, p.config.configureRequest()); err != nil {
 		return fmt.Errorf("configure pod: %w", fromAgent(err))
 	}
+	// They go with the VM's state directory.
+	files, err := writePodFiles(sb.sharedDir, p.config.cri)
+	if err != nil {
+		return err
+	}
 	if p.bundle != "" {
 		// For `delete` after the shim died: it finds the VM from here.
 		if err := writeSandboxState(p.bundle, sb.dir); err != nil {
@@ -106,7 +111,7 @@ func (s *service) startPod(ctx context.Context, p *podSandbox) (retErr error) {
 		}
 	}
 	p.mu.Lock()
-	p.state, p.vm, p.ports, p.pid = podRunning, sb, pub, uint32(sb.vm.Pid())
+	p.state, p.vm, p.ports, p.files, p.pid = podRunning, sb, pub, files, uint32(sb.vm.Pid())
 	p.mu.Unlock()
 	go s.watchPod(p, sb.vm.Done())
 	return nil
@@ -166,7 +171,7 @@ func (s *service) stopPod(ctx context.Context, p *podSandbox) error {
 		p.state = podStopping
 	}
 	sb, pub := p.vm, p.ports
-	p.vm, p.ports = nil, nil
+	p.vm, p.ports, p.files = nil, nil, podFiles{}
 	p.mu.Unlock()
 
 	pub.close()

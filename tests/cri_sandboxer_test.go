@@ -129,6 +129,7 @@ func TestCRISandboxerPod(t *testing.T) {
 		"metadata":      map[string]any{"name": "sbxpod", "namespace": "default", "uid": "sbxpod-uid"},
 		"hostname":      "sbx-host",
 		"log_directory": filepath.Join(c.dir, "logs"),
+		"dns_config":    map[string]any{"servers": []string{"10.99.1.53"}, "searches": []string{"sbx.example"}},
 		"linux": map[string]any{
 			"sysctls":   map[string]string{"kernel.shm_rmid_forced": "1"},
 			"resources": map[string]any{"memory_limit_in_bytes": 128 << 20},
@@ -224,6 +225,21 @@ func TestCRISandboxerPod(t *testing.T) {
 	}
 	if got := c.run(t, ctx, "exec", client, "cat", "/proc/sys/kernel/shm_rmid_forced"); got != "1" {
 		t.Errorf("kernel.shm_rmid_forced = %q, want 1", got)
+	}
+	// The pod's files, which CRI leaves to the sandboxer, and its
+	// /dev/shm, which its containers share.
+	if got := c.run(t, ctx, "exec", client, "cat", "/etc/hostname"); got != "sbx-host" {
+		t.Errorf("/etc/hostname %q, want sbx-host", got)
+	}
+	if got := c.run(t, ctx, "exec", client, "cat", "/etc/resolv.conf"); got != "search sbx.example\nnameserver 10.99.1.53" {
+		t.Errorf("/etc/resolv.conf %q, want the pod's DNS configuration", got)
+	}
+	if got := c.run(t, ctx, "exec", client, "grep", "-c", "localhost", "/etc/hosts"); got == "0" {
+		t.Errorf("/etc/hosts without localhost")
+	}
+	c.run(t, ctx, "exec", server, "sh", "-c", "echo shared >/dev/shm/pod")
+	if got := c.run(t, ctx, "exec", client, "cat", "/dev/shm/pod"); got != "shared" {
+		t.Errorf("/dev/shm is not the pod's: the other container reads %q", got)
 	}
 	// The pod's containers share its network: the client reaches the
 	// server on localhost; from outside, the pod answers at its IP.
