@@ -30,7 +30,12 @@ func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptyRes
 	if err := c.init.transition(statusPaused, statusRunning); err != nil {
 		return nil, err
 	}
-	if _, err := s.currentSandbox().agent.PauseContainer(ctx, &agent.ContainerRequest{ContainerId: r.ID}); err != nil {
+	sb, err := s.runningSandbox()
+	if err != nil {
+		c.init.transition(statusRunning, statusPaused)
+		return nil, fmt.Errorf("pause %s: %w", r.ID, err)
+	}
+	if _, err := sb.agent.PauseContainer(ctx, &agent.ContainerRequest{ContainerId: r.ID}); err != nil {
 		c.init.transition(statusRunning, statusPaused)
 		return nil, fmt.Errorf("pause %s: %w", r.ID, fromAgent(err))
 	}
@@ -47,7 +52,11 @@ func (s *service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptyR
 	if st := c.init.status(); st != statusPaused {
 		return nil, fmt.Errorf("resume %s: container is %s: %w", r.ID, st, errdefs.ErrFailedPrecondition)
 	}
-	if _, err := s.currentSandbox().agent.ResumeContainer(ctx, &agent.ContainerRequest{ContainerId: r.ID}); err != nil {
+	sb, err := s.runningSandbox()
+	if err != nil {
+		return nil, fmt.Errorf("resume %s: %w", r.ID, err)
+	}
+	if _, err := sb.agent.ResumeContainer(ctx, &agent.ContainerRequest{ContainerId: r.ID}); err != nil {
 		return nil, fmt.Errorf("resume %s: %w", r.ID, fromAgent(err))
 	}
 	c.init.transition(statusRunning, statusPaused)
@@ -64,7 +73,11 @@ func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.Pi
 	if c.pause {
 		return &taskAPI.PidsResponse{}, nil
 	}
-	resp, err := s.currentSandbox().agent.ListPids(ctx, &agent.ContainerRequest{ContainerId: r.ID})
+	sb, err := s.runningSandbox()
+	if err != nil {
+		return nil, fmt.Errorf("list pids of %s: %w", r.ID, err)
+	}
+	resp, err := sb.agent.ListPids(ctx, &agent.ContainerRequest{ContainerId: r.ID})
 	if err != nil {
 		return nil, fmt.Errorf("list pids of %s: %w", r.ID, fromAgent(err))
 	}
@@ -112,7 +125,11 @@ func (s *service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*
 	if !p.stdio.terminal {
 		return nil, fmt.Errorf("resize %s: process has no terminal: %w", p.name(), errdefs.ErrFailedPrecondition)
 	}
-	if _, err := s.currentSandbox().agent.ResizePty(ctx, &agent.ResizePtyRequest{
+	sb, err := s.runningSandbox()
+	if err != nil {
+		return nil, fmt.Errorf("resize %s: %w", p.name(), err)
+	}
+	if _, err := sb.agent.ResizePty(ctx, &agent.ResizePtyRequest{
 		ContainerId: r.ID, ExecId: r.ExecID, Width: r.Width, Height: r.Height,
 	}); err != nil {
 		return nil, fmt.Errorf("resize %s: %w", p.name(), fromAgent(err))
@@ -141,7 +158,10 @@ func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*em
 	}
 	// The VM grows first, so that the container has what it is given at
 	// once; the new limits apply in the guest whether or not it could.
-	sb := s.currentSandbox()
+	sb, err := s.runningSandbox()
+	if err != nil {
+		return nil, fmt.Errorf("update %s: %w", r.ID, err)
+	}
 	c.setLimits(limitsOf(&res))
 	if err := s.growForLimits(ctx, sb); err != nil {
 		log.G(ctx).WithError(err).WithField(logContainer, r.ID).Warn("VM keeps its size")
@@ -164,7 +184,11 @@ func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.
 	st := &agent.StatsResponse{}
 	// A pod's sandbox container has no processes of its own.
 	if !c.pause {
-		st, err = s.currentSandbox().agent.StatsContainer(ctx, &agent.ContainerRequest{ContainerId: r.ID})
+		sb, err := s.runningSandbox()
+		if err != nil {
+			return nil, fmt.Errorf("stats %s: %w", r.ID, err)
+		}
+		st, err = sb.agent.StatsContainer(ctx, &agent.ContainerRequest{ContainerId: r.ID})
 		if err != nil {
 			return nil, fmt.Errorf("stats %s: %w", r.ID, fromAgent(err))
 		}

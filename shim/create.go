@@ -62,6 +62,10 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", r.ID, err)
 	}
+	if p := s.apiPod(); p != nil {
+		// CRI leaves the pod's /etc files and /dev/shm to a sandboxer.
+		p.containerFiles().mountInto(spec)
+	}
 	if isPodSandbox(spec) {
 		return s.createPause(ctx, r, sb, spec)
 	}

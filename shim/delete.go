@@ -29,10 +29,15 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	}
 	sb := s.currentSandbox()
 	if r.ExecID != "" {
-		if st == statusCreated {
+		switch {
+		case st == statusCreated:
 			p.setExited(0, time.Now())
-		} else if _, err := sb.agent.DeleteProcess(ctx, &agent.ProcessRequest{ContainerId: r.ID, ExecId: r.ExecID}); err != nil && !sb.lost(err) {
-			log.G(ctx).WithError(err).WithField(logExec, r.ExecID).Warn("delete process in guest")
+		case vmGone(sb):
+			// Nothing of it is left in a VM that is gone.
+		default:
+			if _, err := sb.agent.DeleteProcess(ctx, &agent.ProcessRequest{ContainerId: r.ID, ExecId: r.ExecID}); err != nil && !sb.lost(err) {
+				log.G(ctx).WithError(err).WithField(logExec, r.ExecID).Warn("delete process in guest")
+			}
 		}
 		p.closeIO()
 		c.removeExec(r.ExecID)

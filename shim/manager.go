@@ -14,6 +14,7 @@ import (
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/containerd/v2/defaults"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
@@ -125,6 +126,17 @@ func daemonCommand(ctx context.Context, id string, params *bootapi.BootstrapPara
 	cmd := exec.Command(self, args...)
 	cmd.Dir = cwd
 	cmd.Env = os.Environ()
+	// The runtime options' configuration. Task requests carry it too, but
+	// the sandbox API's do not: a pod's VM is started with what the shim
+	// was started with.
+	var opts runtimeoptions.Options
+	found, err := params.FindExtension(&opts)
+	if err != nil {
+		return nil, fmt.Errorf("runtime options: %w", err)
+	}
+	if found && opts.ConfigPath != "" {
+		cmd.Env = append(cmd.Env, ConfigEnv+"="+opts.ConfigPath)
+	}
 	// Its own process group keeps the shim alive when containerd's group
 	// is signalled, as for every shim.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -66,11 +66,18 @@ func podResources(spec *specs.Spec) (vcpus, memoryMiB int) {
 	a := spec.Annotations
 	quota, _ := strconv.ParseInt(a[annotationSandboxQuota], 10, 64)
 	period, _ := strconv.ParseInt(a[annotationSandboxPeriod], 10, 64)
+	mem, _ := strconv.ParseInt(a[annotationSandboxMemory], 10, 64)
+	return podLimits(quota, period, mem)
+}
+
+// podLimits returns the whole vCPUs of a CPU quota per period and the MiB
+// of a memory limit in bytes, rounded up; zero for no limit.
+func podLimits(quota, period, memoryBytes int64) (vcpus, memoryMiB int) {
 	if quota > 0 && period > 0 {
 		vcpus = int((quota + period - 1) / period)
 	}
-	if mem, _ := strconv.ParseInt(a[annotationSandboxMemory], 10, 64); mem > 0 {
-		memoryMiB = int((mem + (1<<20 - 1)) >> 20)
+	if memoryBytes > 0 {
+		memoryMiB = int((memoryBytes + (1<<20 - 1)) >> 20)
 	}
 	return vcpus, memoryMiB
 }

@@ -33,6 +33,12 @@ const nftTable = "scc"
 // through the agent (DialPort).
 type portForwarder struct {
 	ln    *net.TCPListener
+	guest guestPorts
+}
+
+// guestPorts joins host connections to ports on the guest's loopback,
+// through the agent.
+type guestPorts struct {
 	agent agent.AgentService
 }
 
@@ -52,7 +58,7 @@ func startPortForward(ctx context.Context, nsPath string, ag agent.AgentService)
 	}); err != nil {
 		return nil, fmt.Errorf("listen in pod network namespace: %w", err)
 	}
-	f := &portForwarder{ln: ln.(*net.TCPListener), agent: ag}
+	f := &portForwarder{ln: ln.(*net.TCPListener), guest: guestPorts{agent: ag}}
 	if err := redirectLoopback(ns, uint16(ln.Addr().(*net.TCPAddr).Port)); err != nil {
 		ln.Close()
 		return nil, err
@@ -124,8 +130,14 @@ func (f *portForwarder) forward(ctx context.Context, conn *net.TCPConn) {
 		log.G(ctx).WithError(err).Warn("port forwarding: original port")
 		return
 	}
+	f.guest.join(ctx, conn, port)
+}
+
+// join joins conn to port on the guest's loopback, until both directions
+// ended. The caller closes conn.
+func (g guestPorts) join(ctx context.Context, conn *net.TCPConn, port uint16) {
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("port", port))
-	d, err := f.agent.DialPort(ctx, &agent.DialPortRequest{Port: uint32(port)})
+	d, err := g.agent.DialPort(ctx, &agent.DialPortRequest{Port: uint32(port)})
 	if err != nil {
 		log.G(ctx).WithError(fromAgent(err)).Debug("port forwarding: dial in guest")
 		// Reset rather than close: the client sees the refusal.
@@ -133,34 +145,34 @@ func (f *portForwarder) forward(ctx context.Context, conn *net.TCPConn) {
 		return
 	}
 	defer func() {
-		if _, err := f.agent.ClosePort(context.WithoutCancel(ctx), &agent.ClosePortRequest{Id: d.Id}); err != nil {
+		if _, err := g.agent.ClosePort(context.WithoutCancel(ctx), &agent.ClosePortRequest{Id: d.Id}); err != nil {
 			log.G(ctx).WithError(fromAgent(err)).Debug("port forwarding: close in guest")
 		}
 	}()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		f.toGuest(ctx, d.Id, conn)
+		g.toGuest(ctx, d.Id, conn)
 	}()
-	f.fromGuest(ctx, d.Id, conn)
+	g.fromGuest(ctx, d.Id, conn)
 	<-done
 }
 
 // toGuest copies what the client sends to the guest, then shuts down the
 // guest connection's sending side. On failure it closes conn, which ends
 // fromGuest too.
-func (f *portForwarder) toGuest(ctx context.Context, id uint64, conn *net.TCPConn) {
+func (g guestPorts) toGuest(ctx context.Context, id uint64, conn *net.TCPConn) {
 	buf := make([]byte, portChunk)
 	for {
 		n, rerr := conn.Read(buf)
 		if n > 0 {
-			if _, err := f.agent.WritePort(ctx, &agent.WritePortRequest{Id: id, Data: buf[:n]}); err != nil {
+			if _, err := g.agent.WritePort(ctx, &agent.WritePortRequest{Id: id, Data: buf[:n]}); err != nil {
 				conn.Close()
 				return
 			}
 		}
 		if rerr != nil {
-			if _, err := f.agent.WritePort(ctx, &agent.WritePortRequest{Id: id, CloseWrite: true}); err != nil {
+			if _, err := g.agent.WritePort(ctx, &agent.WritePortRequest{Id: id, CloseWrite: true}); err != nil {
 				conn.Close()
 			}
 			return
@@ -171,9 +183,9 @@ func (f *portForwarder) toGuest(ctx context.Context, id uint64, conn *net.TCPCon
 // fromGuest copies what the guest's peer sends to the client, then shuts
 // down conn's sending side. On failure it closes conn, which ends toGuest
 // too.
-func (f *portForwarder) fromGuest(ctx context.Context, id uint64, conn *net.TCPConn) {
+func (g guestPorts) fromGuest(ctx context.Context, id uint64, conn *net.TCPConn) {
 	for {
-		r, err := f.agent.ReadPort(ctx, &agent.ReadPortRequest{Id: id, Len: portChunk})
+		r, err := g.agent.ReadPort(ctx, &agent.ReadPortRequest{Id: id, Len: portChunk})
 		if err != nil {
 			conn.Close()
 			return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -50,12 +51,37 @@ type sandbox struct {
 	resizeMu  sync.Mutex
 }
 
+// vmRequest is what a sandbox's VM is made of besides the shim's
+// configuration: the pod's annotations (its io.scc.* settings and init
+// data), the vCPUs and memory its limits add to the base size, and the
+// network namespace CNI prepared for it ("" for none).
+type vmRequest struct {
+	annotations      map[string]string
+	vcpus, memoryMiB int
+	netns            string
+}
+
 // ensureSandbox returns the shim's sandbox, booting its VM on first use.
 // Later containers of the pod run in the same VM.
 //
 // A pod's sandbox container sizes the VM: its CPU and memory limits are
-// added to the configured base size.
+// added to the configured base size. A shim whose pod came through the
+// sandbox API boots no VM for a container: the pod's VM must run.
 func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec *specs.Spec) (*sandbox, error) {
+	if p := s.apiPod(); p != nil {
+		return s.podVM(p)
+	}
+	req := vmRequest{annotations: spec.Annotations}
+	if isPodSandbox(spec) {
+		req.vcpus, req.memoryMiB = podResources(spec)
+		req.netns = netnsPath(spec)
+	}
+	return s.ensureVM(ctx, id, configPath, req)
+}
+
+// ensureVM returns the shim's sandbox, starting its VM for req if it has
+// none yet.
+func (s *service) ensureVM(ctx context.Context, id, configPath string, req vmRequest) (*sandbox, error) {
 	s.bootMu.Lock()
 	defer s.bootMu.Unlock()
 	s.mu.Lock()
@@ -70,29 +96,24 @@ func (s *service) ensureSandbox(ctx context.Context, id, configPath string, spec
 	}
 	// A pod's own settings, where the administrator allows them; its
 	// limits are added to the size they give.
-	if err := applyAnnotations(&cfg, AnnotationPolicy{Enable: cfg.EnableAnnotations}, spec.Annotations); err != nil {
+	if err := applyAnnotations(&cfg, AnnotationPolicy{Enable: cfg.EnableAnnotations}, req.annotations); err != nil {
 		return nil, err
 	}
-	pod, err := initData(spec.Annotations)
+	pod, err := initData(req.annotations)
 	if err != nil {
 		return nil, err
 	}
-	var (
-		pn     *podNetwork
-		nsPath string
-	)
+	var pn *podNetwork
 	base := limits{vcpus: cfg.VM.VCPUs, memoryMiB: cfg.VM.MemoryMiB}
-	if isPodSandbox(spec) {
-		vcpus, mem := podResources(spec)
-		cfg.VM.VCPUs += vcpus
-		cfg.VM.MemoryMiB += mem
-		if nsPath = netnsPath(spec); nsPath != "" {
-			if pn, err = setupPodNetwork(nsPath); err != nil {
-				return nil, fmt.Errorf("pod network: %w", err)
-			}
-			// QEMU holds the taps once started; the shim's copies go.
-			defer pn.close()
+	cfg.VM.VCPUs += req.vcpus
+	cfg.VM.MemoryMiB += req.memoryMiB
+	nsPath := req.netns
+	if nsPath != "" {
+		if pn, err = setupPodNetwork(nsPath); err != nil {
+			return nil, fmt.Errorf("pod network: %w", err)
 		}
+		// QEMU holds the taps once started; the shim's copies go.
+		defer pn.close()
 	}
 	sb, err = startSandbox(ctx, cfg, configPath, id, pn)
 	if err != nil {
@@ -424,7 +445,9 @@ func removeStateDir(dir string) error {
 	shared := filepath.Join(dir, "shared")
 	entries, _ := os.ReadDir(shared)
 	for _, e := range entries {
-		if err := unshareLeftover(filepath.Join(shared, e.Name())); err != nil {
+		// Gone meanwhile: a `delete` for another container of the pod
+		// cleans up after the same dead shim.
+		if err := unshareLeftover(filepath.Join(shared, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}

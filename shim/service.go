@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	eventstypes "github.com/containerd/containerd/api/events"
+	sandboxAPI "github.com/containerd/containerd/api/runtime/sandbox/v1"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -36,6 +37,10 @@ type service struct {
 	mu         sync.Mutex
 	sandbox    *sandbox              // guarded by mu; nil until the first Create
 	containers map[string]*container // guarded by mu
+	// pod is the pod containerd's sandbox API created (sandboxer.go),
+	// guarded by mu; nil on the classic path, where a pod's sandbox
+	// container stands for its VM.
+	pod *podSandbox
 }
 
 // NewTaskService returns the task service registered by the shim plugin.
@@ -61,9 +66,11 @@ func NewTaskService(ctx context.Context, publisher shim.Publisher, sd shutdown.S
 	return s, nil
 }
 
-// RegisterTTRPC implements shim.TTRPCService.
+// RegisterTTRPC implements shim.TTRPCService: the task API, and the
+// sandbox API for containerd's CRI with sandboxer = "shim".
 func (s *service) RegisterTTRPC(server *ttrpc.Server) error {
 	taskAPI.RegisterTTRPCTaskService(server, s)
+	sandboxAPI.RegisterTTRPCSandboxService(server, s)
 	return nil
 }
 
@@ -136,12 +143,14 @@ func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*task
 	return resp, nil
 }
 
-// Shutdown stops the VM and the shim once no container is left.
+// Shutdown stops the VM and the shim once no container is left. A pod of
+// the sandbox API keeps its shim until ShutdownSandbox.
 func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptyResponse, error) {
 	s.mu.Lock()
 	n := len(s.containers)
+	pod := s.pod
 	s.mu.Unlock()
-	if n > 0 {
+	if n > 0 || pod != nil {
 		return empty, nil
 	}
 	s.shutdown.Shutdown()

@@ -8,6 +8,7 @@ import (
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 
 	agent "github.com/sccontainers/scc/api/agent/v1"
@@ -19,7 +20,10 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	if err != nil {
 		return nil, err
 	}
-	sb := s.currentSandbox()
+	sb, err := s.runningSandbox()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", p.name(), err)
+	}
 	if err := p.transition(statusRunning, statusCreated); err != nil {
 		return nil, err
 	}
@@ -113,4 +117,14 @@ func (s *service) currentSandbox() *sandbox {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.sandbox
+}
+
+// runningSandbox returns the shim's sandbox while its VM runs. A pod of
+// the sandbox API that was stopped has none.
+func (s *service) runningSandbox() (*sandbox, error) {
+	sb := s.currentSandbox()
+	if vmGone(sb) {
+		return nil, fmt.Errorf("the sandbox VM is not running: %w", errdefs.ErrFailedPrecondition)
+	}
+	return sb, nil
 }

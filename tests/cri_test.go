@@ -42,6 +42,24 @@ func startCRI(t *testing.T, ctx context.Context) *criEnv {
 // cniConf as its CNI network.
 func startCRIWith(t *testing.T, ctx context.Context, netns, cniConf, sccConfig string) *criEnv {
 	t.Helper()
+	return startCRISetup(t, ctx, criSetup{netns: netns, cniConf: cniConf, sccConfig: sccConfig})
+}
+
+// criSetup is the containerd startCRISetup runs.
+type criSetup struct {
+	// netns, when set, is the network namespace containerd runs in.
+	netns string
+	// cniConf is its CNI network's configuration, if any.
+	cniConf string
+	// sccConfig is the configuration of the shim of the "scc" handler.
+	sccConfig string
+	// sandboxer is the "scc" handler's sandbox controller: "" for CRI's
+	// pause containers, "shim" for the shim's sandbox API.
+	sandboxer string
+}
+
+func startCRISetup(t *testing.T, ctx context.Context, o criSetup) *criEnv {
+	t.Helper()
 	crictl := crictlPath()
 	if _, err := os.Stat(crictl); err != nil {
 		if os.Getenv("SCC_E2E_REQUIRED") != "" {
@@ -49,9 +67,14 @@ func startCRIWith(t *testing.T, ctx context.Context, netns, cniConf, sccConfig s
 		}
 		t.Skipf("crictl missing (make tools): %v", err)
 	}
-	dir := filepath.Join(env.dir, "cri")
+	netns, cniConf, sccConfig := o.netns, o.cniConf, o.sccConfig
+	name := "cri"
+	if o.sandboxer != "" {
+		name = "cris"
+	}
+	dir := filepath.Join(env.dir, name)
 	if netns != "" {
-		dir = filepath.Join(env.dir, "crin-"+netns[len(netns)-4:])
+		dir = filepath.Join(env.dir, name+"n-"+netns[len(netns)-4:])
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "cni"), 0o755); err != nil {
 		t.Fatal(err)
@@ -66,7 +89,7 @@ func startCRIWith(t *testing.T, ctx context.Context, netns, cniConf, sccConfig s
 		BinDir:  containerdBin(),
 		ShimDir: env.binDir,
 		NetNS:   netns,
-		CRI:     &ctrd.CRIOptions{SCCConfig: sccConfig, SandboxImage: imageRef},
+		CRI:     &ctrd.CRIOptions{SCCConfig: sccConfig, SandboxImage: imageRef, Sandboxer: o.sandboxer},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -44,6 +44,7 @@ func runInstall(ctx context.Context, args []string) error {
 	fs.StringVar(&o.GuestSource, "guest-src", "", "guest image to install (default: ../guest from --bin-src)")
 	fs.IntVar(&o.ContainerdConfigVersion, "containerd-config-version", 0, "version of a containerd config install creates: 2 (default) or 3; an existing config keeps its own")
 	fs.StringVar(&o.ConfidentialConfig, "confidential-config", "", "host path of the shim configuration of a confidential runtime handler ([confidential] enabled = true), which must exist: adds the "+nodeinstall.ConfidentialRuntimeName+" handler, scc's snapshotter and its systemd unit")
+	fs.StringVar(&o.Sandboxer, "sandboxer", "", "the scc handler's sandbox controller in containerd's CRI: podsandbox (default: a pause container per pod) or "+nodeinstall.SandboxerShim+" (the shim serves containerd's sandbox API; containerd 2.x, config version 3 or 4)")
 	if help, err := parseInstallFlags(fs, args); help || err != nil {
 		return err
 	}

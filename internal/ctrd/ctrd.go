@@ -32,6 +32,11 @@ type CRIOptions struct {
 	// SandboxImage is the pod sandbox (pause) image; it must be imported
 	// into the k8s.io namespace.
 	SandboxImage string
+	// Sandboxer is the "scc" handler's sandbox controller: "" (CRI's
+	// default, podsandbox: a pause container stands for the pod) or
+	// "shim" (the shim serves containerd's sandbox API; no pause
+	// container).
+	Sandboxer string
 	// GuestPull, when set, adds a runtime handler whose images are left
 	// to the guest: its snapshotter is scc's, served on a socket.
 	GuestPull *GuestPullHandler
@@ -122,6 +127,12 @@ disabled_plugins = [
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.scc]
   runtime_type = "io.containerd.scc.v2"
   pod_annotations = ["io.scc.*"]
+{{- if eq .Sandboxer "shim"}}
+  sandboxer = "shim"
+  disable_pause_image_pull = true
+{{- else if .Sandboxer}}
+  sandboxer = "{{.Sandboxer}}"
+{{- end}}
   [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.scc.options]
     ConfigPath = "{{.SCCConfig}}"
 

@@ -17,10 +17,13 @@ func TestConfig(t *testing.T) {
 		{"plain", nil, []string{`"io.containerd.grpc.v1.cri",`, `root = "/x/root"`}, []string{"runtimes.scc"}},
 		{"cri", &CRIOptions{SCCConfig: "/x/scc.toml", SandboxImage: "scc.local/pause:1"},
 			[]string{`ConfigPath = "/x/scc.toml"`, `sandbox = "scc.local/pause:1"`, `runtime_type = "io.containerd.scc.v2"`},
-			[]string{`"io.containerd.grpc.v1.cri",`, "proxy_plugins"}},
+			[]string{`"io.containerd.grpc.v1.cri",`, "proxy_plugins", "sandboxer"}},
 		{"guest pull", &CRIOptions{SCCConfig: "/x/scc.toml", SandboxImage: "scc.local/pause:1",
 			GuestPull: &GuestPullHandler{Name: "scc-cc", SCCConfig: "/x/cc.toml", SnapshotterAddress: "/x/sn.sock"}},
 			[]string{`[proxy_plugins.scc]`, `address = "/x/sn.sock"`, `runtimes.scc-cc]`, `snapshotter = "scc"`, `ConfigPath = "/x/cc.toml"`, `enable_remote_snapshot_annotations = "true"`},
+			nil},
+		{"sandboxer", &CRIOptions{SCCConfig: "/x/scc.toml", SandboxImage: "scc.local/pause:1", Sandboxer: "shim"},
+			[]string{`sandboxer = "shim"`, `disable_pause_image_pull = true`, `ConfigPath = "/x/scc.toml"`},
 			nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -32,6 +32,12 @@ const ConfidentialRuntimeName = "scc-confidential"
 // unpack_config.
 const transferPlugin = "io.containerd.transfer.v1.local"
 
+// SandboxerShim is the sandbox controller ("sandboxer") of containerd's
+// CRI that makes the shim the pod's sandboxer, through containerd's
+// sandbox API: no pause container. CRI's default, "podsandbox", runs one
+// for each pod.
+const SandboxerShim = "shim"
+
 // PodAnnotations are the pod annotations containerd passes through to the
 // shim (path.Match patterns); the shim's own allow-list decides which of
 // them take effect.
@@ -78,6 +84,10 @@ type RuntimeOptions struct {
 	// none yet (a new or empty file): 2 (default; read by containerd 1.7
 	// and 2.x) or 3.
 	NewVersion int
+	// Sandboxer is the handler's sandbox controller: "" or "podsandbox"
+	// (CRI's default, a pause container per pod) or SandboxerShim, which
+	// needs containerd 2.x and a config of version 3 or 4.
+	Sandboxer string
 	// Confidential, when set, also adds the ConfidentialRuntimeName
 	// handler, scc's snapshotter as a proxy plugin, and that snapshotter
 	// to the transfer service's unpack configuration.
@@ -126,6 +136,15 @@ func AddRuntime(cur []byte, exists bool, o RuntimeOptions) ([]byte, error) {
 	version, setVersion, err := configVersion(doc, newVersion)
 	if err != nil {
 		return nil, err
+	}
+	switch o.Sandboxer {
+	case "", "podsandbox":
+	case SandboxerShim:
+		if version < 3 {
+			return nil, fmt.Errorf("sandboxer %q needs containerd 2.x and its config version 3 or 4, not %d (containerd config migrate): %w", o.Sandboxer, version, ErrUnsupportedVersion)
+		}
+	default:
+		return nil, fmt.Errorf("sandboxer %q: want podsandbox or %s: %w", o.Sandboxer, SandboxerShim, ErrInvalidConfig)
 	}
 	plugin := criPlugin(version)
 	if _, ok := lookup(doc, runtimePath(plugin, RuntimeName)...); ok {
@@ -231,7 +250,7 @@ func runtimeBlock(plugin string, o RuntimeOptions, created, setVersion bool, ver
 	if setVersion {
 		fmt.Fprintf(&b, "version = %d\n", version)
 	}
-	runtime := func(name, snapshotter, cfg string) {
+	runtime := func(name, snapshotter, sandboxer, cfg string) {
 		table := fmt.Sprintf("plugins.%q.containerd.runtimes.%s", plugin, name)
 		fmt.Fprintf(&b, "[%s]\n", table)
 		fmt.Fprintf(&b, "  runtime_type = %q\n", RuntimeType)
@@ -245,10 +264,14 @@ func runtimeBlock(plugin string, o RuntimeOptions, created, setVersion bool, ver
 		if snapshotter != "" {
 			fmt.Fprintf(&b, "  snapshotter = %q\n", snapshotter)
 		}
+		if sandboxer == SandboxerShim {
+			// The shim serves containerd's sandbox API: no pause container.
+			fmt.Fprintf(&b, "  sandboxer = %q\n", SandboxerShim)
+		}
 		fmt.Fprintf(&b, "  [%s.options]\n", table)
 		fmt.Fprintf(&b, "    ConfigPath = %s\n", cfg)
 	}
-	runtime(RuntimeName, "", cfg)
+	runtime(RuntimeName, "", o.Sandboxer, cfg)
 	if c := o.Confidential; c != nil {
 		if err := confidentialBlock(&b, *c, hasUnpack, runtime); err != nil {
 			return nil, err
@@ -262,7 +285,7 @@ func runtimeBlock(plugin string, o RuntimeOptions, created, setVersion bool, ver
 // as a proxy plugin, and the transfer service's unpack entries: the
 // default one (overlayfs), unless the config has a list of its own, and
 // one for scc's snapshotter.
-func confidentialBlock(b *strings.Builder, c ConfidentialOptions, hasUnpack bool, runtime func(name, snapshotter, cfg string)) error {
+func confidentialBlock(b *strings.Builder, c ConfidentialOptions, hasUnpack bool, runtime func(name, snapshotter, sandboxer, cfg string)) error {
 	if c.SnapshotterAddress == "" {
 		c.SnapshotterAddress = snapshotter.DefaultAddress
 	}
@@ -281,7 +304,7 @@ func confidentialBlock(b *strings.Builder, c ConfidentialOptions, hasUnpack bool
 	if err != nil {
 		return fmt.Errorf("platform: %w", err)
 	}
-	runtime(ConfidentialRuntimeName, snapshotter.Name, cfg)
+	runtime(ConfidentialRuntimeName, snapshotter.Name, "", cfg)
 	fmt.Fprintf(b, "[proxy_plugins.%s]\n", snapshotter.Name)
 	b.WriteString("  type = \"snapshot\"\n")
 	fmt.Fprintf(b, "  address = %s\n", addr)

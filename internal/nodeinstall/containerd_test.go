@@ -64,6 +64,10 @@ func TestAddRemoveRuntime(t *testing.T) {
 		{"empty file", "", true, testRuntime, criPluginV2, 2},
 		{"comments only", "# managed by hand\n", true, testRuntime, criPluginV2, 2},
 		{"existing version ignores the asked one", configV3, true, RuntimeOptions{ConfigPath: "/etc/scc/config.toml", NewVersion: 2}, criPluginV3, 3},
+		{"sandboxer", configV3, true, RuntimeOptions{ShimPath: testRuntime.ShimPath, ConfigPath: testRuntime.ConfigPath, Sandboxer: SandboxerShim}, criPluginV3, 3},
+		{"sandboxer, version 4", configV4NoNewline, true, RuntimeOptions{ConfigPath: testRuntime.ConfigPath, Sandboxer: SandboxerShim}, criPluginV3, 4},
+		{"sandboxer, no file", "", false, RuntimeOptions{ConfigPath: testRuntime.ConfigPath, NewVersion: 3, Sandboxer: SandboxerShim}, criPluginV3, 3},
+		{"podsandbox named", configV3, true, RuntimeOptions{ConfigPath: testRuntime.ConfigPath, Sandboxer: "podsandbox"}, criPluginV3, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := AddRuntime([]byte(tc.orig), tc.exists, tc.opts)
@@ -134,6 +138,9 @@ func checkLoads(t *testing.T, cfg []byte, plugin string, version int64, o Runtim
 	}
 	if got, _ := lookup(m, "options", "ConfigPath"); got != o.ConfigPath {
 		t.Errorf("options.ConfigPath %v, want %s", got, o.ConfigPath)
+	}
+	if got, _ := m["sandboxer"].(string); o.Sandboxer == SandboxerShim && got != SandboxerShim || o.Sandboxer != SandboxerShim && got != "" {
+		t.Errorf("sandboxer %q, want %q", got, o.Sandboxer)
 	}
 	// The runtimes that were there stay.
 	for _, name := range otherRuntimes(cfg, plugin) {
@@ -214,6 +221,25 @@ func TestAddRuntimeRefuses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := AddRuntime([]byte(tc.orig), true, testRuntime)
 			if !errors.Is(err, tc.want) {
+				t.Fatalf("error %v, want %v; config:\n%s", err, tc.want, out)
+			}
+		})
+	}
+}
+
+func TestAddRuntimeSandboxerRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name, orig, sandboxer string
+		want                  error
+	}{
+		{"version 2", configV2, SandboxerShim, ErrUnsupportedVersion},
+		{"new version 2 file", "", SandboxerShim, ErrUnsupportedVersion},
+		{"unknown", configV3, "vm", ErrInvalidConfig},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testRuntime
+			o.Sandboxer = tc.sandboxer
+			if out, err := AddRuntime([]byte(tc.orig), tc.orig != "", o); !errors.Is(err, tc.want) {
 				t.Fatalf("error %v, want %v; config:\n%s", err, tc.want, out)
 			}
 		})

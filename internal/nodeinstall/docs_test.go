@@ -18,6 +18,7 @@ func TestDocsContainerdSnippets(t *testing.T) {
 	}
 	seen := map[int64]bool{}
 	seenConfidential := false
+	sandboxers := 0
 	for _, block := range tomlBlocks(string(md)) {
 		doc, err := parseTOML([]byte(block))
 		if err != nil {
@@ -28,6 +29,12 @@ func TestDocsContainerdSnippets(t *testing.T) {
 			continue // a fragment, such as enable_annotations
 		}
 		seen[v] = true
+		// The sandboxer mode's snippet is install's with --sandboxer shim.
+		rt, _ := lookup(doc, runtimePath(criPlugin(int(v)), RuntimeName)...)
+		sandboxer, _ := lookup(doc, append(runtimePath(criPlugin(int(v)), RuntimeName), "sandboxer")...)
+		if rt == nil {
+			t.Fatalf("docs TOML of version %d without the scc runtime:\n%s", v, block)
+		}
 		opts := RuntimeOptions{
 			ShimPath:   DefaultBinDir + "/" + ShimBinary,
 			ConfigPath: DefaultConfigPath,
@@ -35,6 +42,10 @@ func TestDocsContainerdSnippets(t *testing.T) {
 		}
 		if strings.Contains(block, ConfidentialRuntimeName) {
 			opts.Confidential = &ConfidentialOptions{ConfigPath: "/etc/scc/confidential.toml", Platform: "linux/amd64"}
+		}
+		opts.Sandboxer, _ = sandboxer.(string)
+		if opts.Sandboxer != "" {
+			sandboxers++
 		}
 		installed, err := AddRuntime(nil, false, opts)
 		if err != nil {
@@ -47,7 +58,7 @@ func TestDocsContainerdSnippets(t *testing.T) {
 		if !reflect.DeepEqual(doc, want) {
 			t.Errorf("docs show for version %d\n%s\ninstall writes\n%s", v, block, installed)
 		}
-		checkLoads(t, []byte(block), criPlugin(int(v)), v, RuntimeOptions{ShimPath: DefaultBinDir + "/" + ShimBinary, ConfigPath: DefaultConfigPath})
+		checkLoads(t, []byte(block), criPlugin(int(v)), v, RuntimeOptions{ShimPath: DefaultBinDir + "/" + ShimBinary, ConfigPath: DefaultConfigPath, Sandboxer: opts.Sandboxer})
 		if opts.Confidential != nil {
 			seenConfidential = true
 			checkConfidential(t, []byte(block), criPlugin(int(v)), opts.Confidential.ConfigPath, []string{"overlayfs", "scc"})
@@ -58,6 +69,9 @@ func TestDocsContainerdSnippets(t *testing.T) {
 	}
 	if !seenConfidential {
 		t.Errorf("docs show no config with the %s handler", ConfidentialRuntimeName)
+	}
+	if sandboxers == 0 {
+		t.Error("docs show no config with the shim as sandboxer")
 	}
 }
 

@@ -65,6 +65,9 @@ type Options struct {
 	// the key broker are. Install then also adds scc's snapshotter to
 	// containerd and a systemd unit that runs it (SnapshotterUnit).
 	ConfidentialConfig string
+	// Sandboxer is the scc handler's sandbox controller (see
+	// RuntimeOptions.Sandboxer): "" for CRI's default.
+	Sandboxer string
 }
 
 // SnapshotterUnit is the host path of the systemd unit of scc's
@@ -166,6 +169,7 @@ func Install(ctx context.Context, o Options) (rep Report, err error) {
 		ShimPath:   filepath.Join(o.BinDir, ShimBinary),
 		ConfigPath: o.ConfigPath,
 		NewVersion: o.ContainerdConfigVersion,
+		Sandboxer:  o.Sandboxer,
 	}
 	if o.ConfidentialConfig != "" {
 		if !h.exists(o.ConfidentialConfig) {

@@ -188,6 +188,15 @@ func TestInstallUninstall(t *testing.T) {
 			plugin:  criPluginV3,
 			version: 3,
 		},
+		{
+			name: "the shim as sandboxer",
+			setup: func(t *testing.T, root string) {
+				write(t, filepath.Join(root, "etc/containerd/config.toml"), configV3, 0o644)
+			},
+			opts:    func(o *Options) { o.Sandboxer = SandboxerShim },
+			plugin:  criPluginV3,
+			version: 3,
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -229,7 +238,7 @@ func TestInstallUninstall(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkLoads(t, cfg, tc.plugin, tc.version,
-				RuntimeOptions{ShimPath: "/usr/local/bin/containerd-shim-scc-v2", ConfigPath: "/etc/scc/config.toml"})
+				RuntimeOptions{ShimPath: "/usr/local/bin/containerd-shim-scc-v2", ConfigPath: "/etc/scc/config.toml", Sandboxer: o.Sandboxer})
 			if o.ConfidentialConfig != "" {
 				checkConfidential(t, cfg, tc.plugin, o.ConfidentialConfig, []string{"overlayfs", "scc"})
 				unit, err := os.ReadFile(filepath.Join(root, SnapshotterUnit))
