@@ -1,6 +1,7 @@
 package vport
 
 import (
+	"context"
 	"net"
 	"os"
 	"sync"
@@ -128,6 +129,24 @@ func (l *Listener) sleep(d time.Duration) error {
 		return net.ErrClosed
 	case <-t.C:
 		return nil
+	}
+}
+
+// WaitIdle returns once the last connection Accept handed out is closed
+// (at once if there is none), or when ctx ends. Close the Listener first,
+// or Accept may hand out another.
+func (l *Listener) WaitIdle(ctx context.Context) error {
+	l.mu.Lock()
+	prev := l.prev
+	l.mu.Unlock()
+	if prev == nil {
+		return nil
+	}
+	select {
+	case <-prev.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
