@@ -39,48 +39,48 @@ var volatileSysctls = []string{
 // baseline is the guest as the monitor starts its first agent: what each
 // clean returns it to or checks it against.
 type baseline struct {
-	// files are the entries of scratchMounts, by path.
-	files map[string]fileState
-	// mounts are the monitor's mounts (mount point and type).
-	mounts []string
-	// sysctls are the writable kernel settings, by path below sysctlDir.
-	sysctls map[string][]byte
+	// Files are the entries of scratchMounts, by path.
+	Files map[string]fileState
+	// Mounts are the monitor's mounts (mount point and type).
+	Mounts []string
+	// Sysctls are the writable kernel settings, by path below sysctlDir.
+	Sysctls map[string][]byte
 }
 
 // fileState is what a clean compares of a file the guest had at the
 // baseline. Regular files of "/" are compared through the initramfs
 // digest instead.
 type fileState struct {
-	mode     fs.FileMode
-	perm     uint32 // the mode as stat(2) has it, for mknod and chmod
-	uid, gid uint32
-	rdev     uint64   // a device node's
-	target   string   // a symbolic link's
-	digest   [32]byte // a regular file's, outside "/"
+	Mode     fs.FileMode
+	Perm     uint32 // the mode as stat(2) has it, for mknod and chmod
+	UID, GID uint32
+	Rdev     uint64   // a device node's
+	Target   string   // a symbolic link's
+	Digest   [32]byte // a regular file's, outside "/"
 }
 
 // takeBaseline records the guest's scratch file systems, mounts and
 // sysctls.
 func takeBaseline(ctx context.Context) (*baseline, error) {
-	b := &baseline{files: map[string]fileState{}}
+	b := &baseline{Files: map[string]fileState{}}
 	err := walkScratch(func(root, p string, fi fs.FileInfo) error {
 		st, err := stateOf(root, p, fi)
 		if err != nil {
 			return err
 		}
-		b.files[p] = st
+		b.Files[p] = st
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
-	if b.mounts, err = mountPoints(); err != nil {
+	if b.Mounts, err = mountPoints(); err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
-	if b.sysctls, err = readSysctls(); err != nil {
+	if b.Sysctls, err = readSysctls(); err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
-	log.G(ctx).WithField("files", len(b.files)).WithField("sysctls", len(b.sysctls)).Debug("baseline taken")
+	log.G(ctx).WithField("files", len(b.Files)).WithField("sysctls", len(b.Sysctls)).Debug("baseline taken")
 	return b, nil
 }
 
@@ -127,9 +127,9 @@ func walkScratch(fn func(root, path string, fi fs.FileInfo) error) error {
 
 func stateOf(root, p string, fi fs.FileInfo) (fileState, error) {
 	sys := fi.Sys().(*syscall.Stat_t)
-	st := fileState{mode: fi.Mode(), perm: sys.Mode, uid: sys.Uid, gid: sys.Gid}
+	st := fileState{Mode: fi.Mode(), Perm: sys.Mode, UID: sys.Uid, GID: sys.Gid}
 	if isDevice(fi.Mode()) {
-		st.rdev = sys.Rdev
+		st.Rdev = sys.Rdev
 	}
 	switch {
 	case fi.Mode()&fs.ModeSymlink != 0:
@@ -137,13 +137,13 @@ func stateOf(root, p string, fi fs.FileInfo) (fileState, error) {
 		if err != nil {
 			return st, err
 		}
-		st.target = t
+		st.Target = t
 	case fi.Mode().IsRegular() && root != "/":
 		d, err := fileDigest(p)
 		if err != nil {
 			return st, err
 		}
-		st.digest = d
+		st.Digest = d
 	}
 	return st, nil
 }
@@ -164,7 +164,7 @@ func (b *baseline) wipe(ctx context.Context) error {
 	seen := map[string]bool{}
 	err := walkScratch(func(root, p string, fi fs.FileInfo) error {
 		seen[p] = true
-		want, ok := b.files[p]
+		want, ok := b.Files[p]
 		if !ok {
 			if !(root == "/dev" && isDevice(fi.Mode())) {
 				extra = append(extra, p)
@@ -177,7 +177,7 @@ func (b *baseline) wipe(ctx context.Context) error {
 		}
 		switch {
 		case got == want:
-		case root == "/dev" && isDevice(want.mode):
+		case root == "/dev" && isDevice(want.Mode):
 			if err := restoreNode(p, got, want); err != nil {
 				return err
 			}
@@ -190,11 +190,11 @@ func (b *baseline) wipe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for p, want := range b.files {
+	for p, want := range b.Files {
 		if seen[p] {
 			continue
 		}
-		if strings.HasPrefix(p, "/dev/") && isDevice(want.mode) {
+		if strings.HasPrefix(p, "/dev/") && isDevice(want.Mode) {
 			if err := restoreNode(p, fileState{}, want); err != nil {
 				return err
 			}
@@ -230,18 +230,18 @@ func (b *baseline) wipe(ctx context.Context) error {
 // restoreNode makes the device node at p what want says: the same device,
 // permissions and owner.
 func restoreNode(p string, got, want fileState) error {
-	if got.mode.Type() != want.mode.Type() || got.rdev != want.rdev {
+	if got.Mode.Type() != want.Mode.Type() || got.Rdev != want.Rdev {
 		if err := os.RemoveAll(p); err != nil {
 			return fmt.Errorf("restore device node %s: %w", p, err)
 		}
-		if err := syscall.Mknod(p, want.perm, int(want.rdev)); err != nil {
+		if err := syscall.Mknod(p, want.Perm, int(want.Rdev)); err != nil {
 			return fmt.Errorf("restore device node %s: %w", p, err)
 		}
 	}
-	if err := os.Chown(p, int(want.uid), int(want.gid)); err != nil {
+	if err := os.Chown(p, int(want.UID), int(want.GID)); err != nil {
 		return fmt.Errorf("restore device node %s: %w", p, err)
 	}
-	if err := syscall.Chmod(p, want.perm&0o7777); err != nil {
+	if err := syscall.Chmod(p, want.Perm&0o7777); err != nil {
 		return fmt.Errorf("restore device node %s: %w", p, err)
 	}
 	return nil
@@ -265,8 +265,8 @@ func (b *baseline) checkMounts() error {
 	if err != nil {
 		return err
 	}
-	if strings.Join(now, "\n") != strings.Join(b.mounts, "\n") {
-		return fmt.Errorf("the monitor's mounts changed: %v, were %v", now, b.mounts)
+	if strings.Join(now, "\n") != strings.Join(b.Mounts, "\n") {
+		return fmt.Errorf("the monitor's mounts changed: %v, were %v", now, b.Mounts)
 	}
 	return nil
 }
@@ -331,6 +331,25 @@ func readSysctls() (map[string][]byte, error) {
 	return vals, err
 }
 
+// sysctlFill is longer than any string setting's buffer: the kernel
+// keeps what fits.
+const sysctlFill = 4095
+
+// numeric reports whether a sysctl's value is numbers only.
+func numeric(v []byte) bool {
+	digits := false
+	for _, c := range v {
+		switch {
+		case c >= '0' && c <= '9':
+			digits = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '-':
+		default:
+			return false
+		}
+	}
+	return digits
+}
+
 // volatileSysctl reports whether the sysctl (or directory) at rel, below
 // sysctlDir, is one of volatileSysctls or below one.
 func volatileSysctl(rel string) bool {
@@ -352,12 +371,23 @@ func (b *baseline) restoreSysctls(ctx context.Context) error {
 	}
 	var restored []string
 	var errs []error
-	for name, want := range b.sysctls {
+	for name, want := range b.Sysctls {
 		got, ok := now[name]
-		if !ok || bytes.Equal(got, want) {
+		if !ok {
+			continue
+		}
+		// A string setting lives in a kernel buffer that a shorter value
+		// only partly overwrites: what a tenant wrote there may be left
+		// behind the value, even one it set back. Filling the buffer
+		// first overwrites it.
+		scrub := !numeric(want)
+		if !scrub && bytes.Equal(got, want) {
 			continue
 		}
 		p := filepath.Join(sysctlDir, name)
+		if scrub {
+			_ = os.WriteFile(p, bytes.Repeat([]byte{'x'}, sysctlFill), 0) // may be refused
+		}
 		if err := os.WriteFile(p, want, 0); err != nil {
 			errs = append(errs, fmt.Errorf("restore sysctl %s: %w", name, err))
 			continue
@@ -366,7 +396,9 @@ func (b *baseline) restoreSysctls(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("restore sysctl %s: still %q, want %q", name, again, want))
 			continue
 		}
-		restored = append(restored, name)
+		if !bytes.Equal(got, want) {
+			restored = append(restored, name)
+		}
 	}
 	if len(restored) > 0 {
 		log.G(ctx).WithField("sysctls", restored).Info("sysctls restored")

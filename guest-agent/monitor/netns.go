@@ -22,7 +22,9 @@ func giveLinks(ctx context.Context, pid int) {
 	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
 		ListExisting: true,
 		ErrorCallback: func(err error) {
-			log.G(ctx).WithError(err).Warn("watch network interfaces")
+			if ctx.Err() == nil { // not the subscription's end
+				log.G(ctx).WithError(err).Warn("watch network interfaces")
+			}
 		},
 	})
 	if err != nil {

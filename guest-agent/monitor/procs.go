@@ -15,7 +15,8 @@ import (
 // pfKthread is the kernel's PF_KTHREAD process flag.
 const pfKthread = 0x00200000
 
-// endStragglers ends every process but the monitor and kernel threads.
+// endStragglers ends every process but the monitor, the caller and kernel
+// threads.
 // Once the agent's PID namespace is gone there should be none: a process
 // found here escaped it (or was started by the kernel for it). It fails
 // when one outlives SIGKILL.
@@ -32,7 +33,7 @@ func endStragglers(procDir string) error {
 		for _, pid := range left {
 			_ = unix.Kill(pid, unix.SIGKILL)
 		}
-		reapAll()
+		reapAll() // when PID 1 calls it; the cleaner's are PID 1's to reap
 		if time.Now().After(deadline) {
 			return fmt.Errorf("processes %v outlive SIGKILL", left)
 		}
@@ -52,8 +53,8 @@ func reapAll() {
 	}
 }
 
-// userProcesses lists the processes of procDir but PID 1, kernel threads
-// and zombies.
+// userProcesses lists the processes of procDir but PID 1, the caller,
+// kernel threads and zombies.
 func userProcesses(procDir string) ([]int, error) {
 	entries, err := os.ReadDir(procDir)
 	if err != nil {
@@ -62,7 +63,7 @@ func userProcesses(procDir string) ([]int, error) {
 	var pids []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == 1 {
+		if err != nil || pid == 1 || pid == os.Getpid() {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(procDir, e.Name(), "stat"))

@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -46,8 +47,9 @@ type supervisor struct {
 	tpm  *guestTPM
 	deny []*devices.Rule
 	// base is the guest as the first agent found it, which every clean
-	// returns it to; taken before the first agent starts.
-	base *baseline
+	// returns it to (a baseline, as JSON); taken before the first agent
+	// starts.
+	base []byte
 
 	mu      sync.Mutex
 	agent   *os.Process   // the running agent, guarded by mu
@@ -71,7 +73,9 @@ func (s *supervisor) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.base = base
+	if s.base, err = json.Marshal(base); err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
 	for {
 		err := s.runAgent(ctx)
 		req := s.takeRequest()
