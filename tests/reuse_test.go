@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -348,4 +350,58 @@ func vmmTail(b []byte) string {
 		b = b[len(b)-4096:]
 	}
 	return string(b)
+}
+
+// TestReuseVMKilled: the VM of a reused configuration dies under its
+// sandbox; the sandbox's end stops its vTPM, which is detached from the
+// shim as the VM's QEMU is, keeps nothing in the pool and leaves nothing
+// behind; the next sandbox boots a VM of its own.
+func TestReuseVMKilled(t *testing.T) {
+	requireEnv(t)
+	requireSwtpm(t)
+	ctx := testContext(t)
+	cfgPath := reuseConfig(t, "reuse-killed")
+	drainAtEnd(t, cfgPath)
+
+	const id = "reuse-killed"
+	startDetachedWith(t, ctx, cfgPath, id, "sleep", "1000")
+	dir := filepath.Join(env.run, id)
+	pid := qemuPid(t, dir)
+	tpm := swtpmPid(t, filepath.Join(dir, "tpm"))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, ctx, id, "STOPPED")
+	ctr(t, ctx, "", "task", "delete", id)
+	ctr(t, ctx, "", "containers", "delete", id)
+	waitGone(t, ctx, dir)
+	for processExists(tpm) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the dead VM's vTPM (swtpm %d) still runs", tpm)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if vms := readyVMs(t, ctx, cfgPath); len(vms) != 0 {
+		t.Fatalf("a dead VM was pooled: %v", vms)
+	}
+	next := runTenant(t, ctx, cfgPath, "reuse-after-kill", `echo "ok $(cat /proc/sys/kernel/random/boot_id)"`)
+	if next["ok"] == "" {
+		t.Fatalf("the next sandbox did not run: %v", next)
+	}
+	waitReady(t, ctx, cfgPath, 1)
+}
+
+// swtpmPid returns the pid of the detached swtpm working in dir.
+func swtpmPid(t *testing.T, dir string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "swtpm.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || !processExists(pid) {
+		t.Fatalf("swtpm pid %q: %v", b, err)
+	}
+	return pid
 }
