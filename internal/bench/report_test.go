@@ -117,7 +117,6 @@ func TestWriteText(t *testing.T) {
 		"Stopped after 2 of 5 runs",
 		"1.00 s (1.00 s) 5.0x [3 runs]",
 		"128.0 MiB", // PSS per scc sandbox
-		"not yet available",
 		"(b) encrypted image pulled in the guest", // image phase
 		"2.5x",         // 5 s / 2 s
 		"(a) has none", // registry bytes of (a)
@@ -145,7 +144,6 @@ func TestRenderMarkdown(t *testing.T) {
 		"| 2 | 150 ms (150 ms) [2 runs] | 3.00 s (3.00 s) 20.0x [2 runs] | 600 ms (600 ms) 4.0x [2 runs] |",
 		"| scc (cold boot), 256 MiB | 2 | 128.0 MiB | 10.0 MiB | 0 KiB | 128 |",
 		"| scc (restore), 256 MiB | failed |",
-		"scc confidential restore",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
