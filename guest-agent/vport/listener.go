@@ -2,9 +2,12 @@ package vport
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containerd/log"
@@ -210,7 +213,16 @@ type conn struct {
 
 var _ net.Conn = (*conn)(nil)
 
-func (c *conn) Read(p []byte) (int, error)  { return c.f.Read(p) }
+// Read reads from the port. A port the host removed (ENODEV) is at its
+// end, as one the host hung up.
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.f.Read(p)
+	if errors.Is(err, syscall.ENODEV) {
+		err = io.EOF
+	}
+	return n, err
+}
+
 func (c *conn) Write(p []byte) (int, error) { return c.f.Write(p) }
 
 // Close closes the port and lets the Listener accept again.

@@ -146,7 +146,7 @@ func (v *VM) RenewPorts(ctx context.Context, tpmSocket string) error {
 	}
 	for _, p := range ports {
 		args := map[string]any{"driver": "virtserialport", "bus": "vser0.0", "chardev": p.chardev, "id": p.id, "name": p.name}
-		if err := c.Execute(ctx, "device_add", args, nil); err != nil {
+		if err := v.retryFreed(ctx, "device_add", args); err != nil {
 			return fmt.Errorf("renew ports: add %s: %w", p.id, err)
 		}
 	}
@@ -185,14 +185,20 @@ func (v *VM) waitDeleted(ctx context.Context, ids []string) error {
 	}
 }
 
-// removeChardev removes a chardev whose device was removed. QEMU lets go
-// of a removed device's chardev when it frees the device, after the
-// device left the device tree: until then the chardev is busy.
+// removeChardev removes the chardev of a removed device.
 func (v *VM) removeChardev(ctx context.Context, id string) error {
+	return v.retryFreed(ctx, "chardev-remove", map[string]any{"id": id})
+}
+
+// retryFreed runs a command that needs the chardev of a removed device.
+// QEMU lets go of a removed device's chardev when it frees the device,
+// some time after the device left the device tree: until then the
+// chardev is busy, and the command fails and is tried again.
+func (v *VM) retryFreed(ctx context.Context, cmd string, args map[string]any) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for {
-		err := v.client().Execute(ctx, "chardev-remove", map[string]any{"id": id}, nil)
+		err := v.client().Execute(ctx, cmd, args, nil)
 		var qerr *qmp.Error
 		if err == nil || !errors.As(err, &qerr) {
 			return err
