@@ -275,6 +275,7 @@ func (sb *sandbox) recycle(ctx context.Context) error {
 	if _, err := rand.Read(nonce); err != nil {
 		return err
 	}
+	var err error
 	if _, err := sb.agent.Clean(ctx, &agent.CleanRequest{Nonce: nonce}); err != nil {
 		return fmt.Errorf("clean guest: %w", fromAgent(err))
 	}
@@ -292,7 +293,7 @@ func (sb *sandbox) recycle(ctx context.Context) error {
 	// VM does, and learns the generation (a connection closed now could
 	// lose the next one's first bytes when the guest sees it close).
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.VM.BootTimeout.Duration)
-	err := vm.WaitPortOpen(wctx)
+	err = vm.WaitPortOpen(wctx)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("agent after clean: %w", err)
@@ -311,6 +312,15 @@ func (sb *sandbox) recycle(ctx context.Context) error {
 	}
 	if err := os.WriteFile(filepath.Join(sb.dir, generationFile), []byte(strconv.FormatUint(r.generation+1, 10)), 0o600); err != nil {
 		return err
+	}
+	// Sandboxes that end together must not fill the pool past its size.
+	unlock, _, err := p.LockFill(r.key, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if ready, _ := p.Ready(r.key); len(ready) >= r.cfg.Pool.Size {
+		return fmt.Errorf("%w: the pool filled up during the clean", errNotReusable)
 	}
 	if _, err := p.Put(r.key, sb.dir); err != nil {
 		return err
