@@ -16,6 +16,9 @@ import (
 
 	"github.com/sccontainers/scc/attest/policy"
 	"github.com/sccontainers/scc/attest/vtpm"
+	"github.com/sccontainers/scc/imagesplit"
+	"github.com/sccontainers/scc/imagesplit/layercrypt"
+	"github.com/sccontainers/scc/internal/forward"
 	"github.com/sccontainers/scc/snapshot/pool"
 	"github.com/sccontainers/scc/vmm/qemu"
 	"github.com/sccontainers/scc/vmm/qemu/qmp"
@@ -156,6 +159,30 @@ func dumpGuestMemory(t *testing.T, ctx context.Context, dir string, mib int) []b
 		t.Fatalf("dumped %d bytes of guest memory, want %d", len(b), mib<<20)
 	}
 	return b
+}
+
+// pooledDevices lists the named devices of the pooled VM in dir.
+func pooledDevices(t *testing.T, ctx context.Context, dir string) []string {
+	t.Helper()
+	c, err := qmp.Dial(ctx, filepath.Join(dir, qemu.QMPSocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var props []struct {
+		Name string `json:"name"`
+		Type string `json:"type"`
+	}
+	if err := c.Execute(ctx, "qom-list", map[string]any{"path": "/machine/peripheral"}, &props); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range props {
+		if strings.HasPrefix(p.Type, "child<") {
+			names = append(names, p.Name)
+		}
+	}
+	return names
 }
 
 // TestReuse runs tenant A in a VM that is cleaned and reused, then checks
@@ -404,4 +431,75 @@ func swtpmPid(t *testing.T, dir string) int {
 		t.Fatalf("swtpm pid %q: %v", b, err)
 	}
 	return pid
+}
+
+// TestReuseConfidential runs a confidential container whose image the
+// guest pulls, decrypts and unpacks in its memory, with the image's plain
+// layer attached as a dm-verity disk from the host's layer cache, in a
+// reused VM: once the sandbox ended, the cleaned VM's memory holds
+// neither the secret nor the confidential layer's marker, the disk is
+// gone, and the next sandbox, in the same VM, pulls and runs the image
+// again.
+func TestReuseConfidential(t *testing.T) {
+	requireEnv(t)
+	setupConfidential(t)
+	ctx := testContext(t)
+	kbsKey, err := layercrypt.NewKBSKey("kbs:///default/image-key/reuse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := confidentialEnv.broker.Server.SetResource(ctx, kbsKey.ResourcePath(), kbsKey.KEK); err != nil {
+		t.Fatal(err)
+	}
+	si := pushSecretImage(t, "reuse:v1", imagesplit.ByIndex{1}, kbsKey)
+	cfg := confidentialConfig(t, confidentialEnv.broker.Measurement)
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.Replace(b, []byte("[vm]\n"), []byte(fmt.Sprintf("[vm]\nstart = \"reuse\"\nmemory_mib = %d\n", reuseMemoryMiB)), 1)
+	b = append(b, fmt.Sprintf("layer_cache = %q\n\n[pool]\nsize = 1\n", filepath.Join(env.dir, "reuse-layer-cache"))...)
+	if err := os.WriteFile(cfg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	drainAtEnd(t, cfg)
+
+	out, stats, stderr, code := runConfidential(t, ctx, cfg, "reuse-conf-a", si)
+	if code != 0 || out != si.Secret {
+		t.Fatalf("tenant A: exit %d, output %q, want %q (stderr: %s)", code, out, si.Secret, stderr)
+	}
+	// The plain layer came as a disk from the host's cache, not from the
+	// registry.
+	if reg := stats[forward.TargetRegistry]; reg.FromTarget >= si.Layers[0].Size+si.Layers[1].Size {
+		t.Fatalf("tenant A pulled %d bytes: the plain layer did not come as a disk", reg.FromTarget)
+	}
+	vms := waitReady(t, ctx, cfg, 1)
+	if id := pool.ReadID(vms[0].dir); id != "reuse-conf-a" {
+		t.Fatalf("pooled VM is %q, want tenant A's", id)
+	}
+	pid := qemuPid(t, vms[0].dir)
+	for _, d := range pooledDevices(t, ctx, vms[0].dir) {
+		if strings.HasPrefix(d, "blk-") || strings.HasPrefix(d, "nic") {
+			t.Errorf("the cleaned VM still has tenant A's device %s", d)
+		}
+	}
+	mem := dumpGuestMemory(t, ctx, vms[0].dir, reuseMemoryMiB)
+	if !bytes.Contains(mem, []byte("Linux version ")) {
+		t.Fatal("the guest memory dump does not hold the kernel's banner: not a dump of guest memory")
+	}
+	for what, s := range map[string]string{"secret": si.Secret, "confidential layer's marker": si.Marker} {
+		if i := bytes.Index(mem, []byte(s)); i >= 0 {
+			t.Errorf("the cleaned VM's memory holds tenant A's %s at %#x", what, i)
+		}
+	}
+	mem = nil
+
+	out, _, stderr, code = runConfidential(t, ctx, cfg, "reuse-conf-b", si)
+	if code != 0 || out != si.Secret {
+		t.Fatalf("tenant B in the reused VM: exit %d, output %q, want %q (stderr: %s)", code, out, si.Secret, stderr)
+	}
+	vms = waitReady(t, ctx, cfg, 1)
+	if got := qemuPid(t, vms[0].dir); got != pid {
+		t.Errorf("tenant B's VM is QEMU %d, tenant A's was %d", got, pid)
+	}
 }
