@@ -13,13 +13,15 @@ import (
 )
 
 // confine finishes, before the agent serves anything, the confinement the
-// monitor started it in (its own mount, PID and cgroup namespaces):
+// monitor started it in (its own mount, PID, cgroup, IPC, UTS and network
+// namespaces):
 //
 //   - mounts stop propagating out of the agent's mount namespace;
-//   - /proc becomes its PID namespace's, where the monitor is not, and
+//   - /proc becomes its PID namespace's, where the monitor is not,
 //     /sys/fs/cgroup its cgroup namespace's, below the monitor's device
-//     filter; the monitor's mounts are detached, not covered, so that
-//     unmounting cannot uncover them;
+//     filter, and /dev/mqueue its IPC namespace's; the monitor's mounts
+//     are detached, not covered, so that unmounting cannot uncover them;
+//   - its loopback interface comes up;
 //   - the TPM's device nodes are covered with /dev/null.
 //
 // The device filter, not the covering, is what stops the agent from
@@ -36,6 +38,7 @@ func confine(cmdline string) error {
 	for _, m := range []struct{ fstype, target, data string }{
 		{"proc", "/proc", ""},
 		{"cgroup2", initsys.CgroupRoot, "nsdelegate"},
+		{"mqueue", "/dev/mqueue", ""},
 	} {
 		if err := unix.Unmount(m.target, unix.MNT_DETACH); err != nil {
 			return fmt.Errorf("confine: unmount %s: %w", m.target, err)
@@ -43,6 +46,11 @@ func confine(cmdline string) error {
 		if err := unix.Mount(m.fstype, m.target, m.fstype, unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, m.data); err != nil {
 			return fmt.Errorf("confine: mount %s: %w", m.target, err)
 		}
+	}
+	// The network namespace is new: its loopback starts down. The pod's
+	// interfaces arrive from the monitor (giveLinks).
+	if err := initsys.LoopbackUp(); err != nil {
+		return fmt.Errorf("confine: %w", err)
 	}
 	nodes, _ := filepath.Glob("/dev/tpm*")
 	if port, ok := initsys.CmdlineValue(cmdline, agentapi.TPMParam); ok {

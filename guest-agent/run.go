@@ -6,11 +6,13 @@ package guestagent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/containerd/log"
@@ -43,9 +45,21 @@ func Main() {
 	runtime.LockOSThread()
 	ctx := context.Background()
 	err := run(ctx)
+	if errors.Is(err, errEndedForClean) {
+		log.G(ctx).Info("agent ends for a clean")
+		os.Exit(0)
+	}
 	log.G(ctx).WithError(err).Error("agent failed")
 	os.Exit(1)
 }
+
+// errEndedForClean is the agent's end after the monitor accepted a
+// clean.
+var errEndedForClean = errors.New("ended for a clean")
+
+// hangupWait bounds how long an agent that accepted a clean waits for
+// the host to hang up before it exits anyway.
+const hangupWait = 5 * time.Second
 
 func run(ctx context.Context) error {
 	// The sealed executable the monitor started the agent from: running
@@ -76,6 +90,15 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ask monitor: %w", err)
 	}
+	findCtx, cancel := context.WithTimeout(ctx, portWait)
+	path, err := vport.Find(findCtx, vport.SysClassDir, vport.Name)
+	cancel()
+	if err != nil {
+		return err
+	}
+	ln := vport.Listen(path)
+	ending := make(chan struct{})
+	var endOnce sync.Once
 	svc := agent.New(agent.Options{
 		NoPivotRoot:    noPivot,
 		Reaper:         r,
@@ -83,20 +106,32 @@ func run(ctx context.Context) error {
 		Monitor:        mon,
 		MountShared:    initsys.MountShared,
 		OpenForward:    openForward,
+		EndForClean: func() {
+			endOnce.Do(func() {
+				close(ending)
+				ln.Close()
+			})
+		},
 	})
 	srv, err := agent.NewServer(svc)
 	if err != nil {
 		return err
 	}
-
-	findCtx, cancel := context.WithTimeout(ctx, portWait)
-	path, err := vport.Find(findCtx, vport.SysClassDir, vport.Name)
-	cancel()
-	if err != nil {
-		return err
+	log.G(ctx).WithField("port", path).WithField("no_pivot_root", noPivot).WithField("generation", info.GetGeneration()).Info("agent serving")
+	err = srv.Serve(ctx, ln)
+	select {
+	case <-ending:
+		// The answer to Clean is on its way: the host hangs up once it
+		// has it.
+		wctx, cancel := context.WithTimeout(ctx, hangupWait)
+		defer cancel()
+		if err := ln.WaitIdle(wctx); err != nil {
+			log.G(ctx).WithError(err).Warn("host did not hang up after a clean")
+		}
+		return errEndedForClean
+	default:
 	}
-	log.G(ctx).WithField("port", path).WithField("no_pivot_root", noPivot).Info("agent serving")
-	if err := srv.Serve(ctx, vport.Listen(path)); err != nil {
+	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil

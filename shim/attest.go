@@ -52,7 +52,9 @@ func AttestVM(ctx context.Context, cfg Config, nonce string, initData []byte) (_
 		return nil, err
 	}
 	defer func() {
-		if err := sb.stop(context.WithoutCancel(ctx)); err != nil && retErr == nil {
+		// A reused VM goes back to the pool, cleaned: attesting one is
+		// what a sandbox of the configuration would get.
+		if err := sb.end(context.WithoutCancel(ctx)); err != nil && retErr == nil {
 			retErr = err
 		}
 	}()

@@ -69,6 +69,8 @@ func cleanupSandboxDir(ctx context.Context, dir, id string) error {
 		log.G(ctx).WithField("pid", pid).Warn("killing VM left by a dead shim")
 		killAndWait(pid, 2*time.Second)
 	}
+	// A reused VM's vTPM is detached from the shim too.
+	killVMProcesses(dir)
 	return removeStateDir(dir)
 }
 

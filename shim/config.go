@@ -59,7 +59,8 @@ type SnapshotConfig struct {
 type PoolConfig struct {
 	// Size is the number of ready VMs kept per VM configuration (a pod
 	// whose limits change the VM's size has a configuration of its own).
-	// 0 disables the pool. It needs snapshot.enabled.
+	// 0 disables the pool. It needs snapshot.enabled, but with vm.start =
+	// "reuse", where it bounds the cleaned VMs kept for reuse.
 	Size int `toml:"size"`
 	// MaxVMs bounds the VMs of this state_dir, sandboxes and pooled ones
 	// together, that a refill may reach (confidential hardware bounds
@@ -81,12 +82,20 @@ const (
 	StartRestore = "restore"
 	// StartPool is StartAuto that requires a pool (pool.size > 0).
 	StartPool = "pool"
+	// StartReuse is confidential-restore reuse, for VMs whose memory the
+	// host cannot save (confidential VMs): a sandbox takes a VM that
+	// served an earlier sandbox of its configuration and was cleaned by
+	// the guest's trusted monitor, else boots one; when the sandbox ends,
+	// its VM is cleaned in place and kept in the pool (up to pool.size per
+	// configuration) instead of stopped. Templates are not used.
+	// docs/monitor.md describes the clean and what it guarantees.
+	StartReuse = "reuse"
 )
 
 // VMConfig sizes and launches the VM of a sandbox.
 type VMConfig struct {
 	// Start says how a sandbox's VM starts: StartAuto (the default),
-	// StartBoot, StartRestore or StartPool.
+	// StartBoot, StartRestore, StartPool or StartReuse.
 	Start     string `toml:"start"`
 	QEMU      string `toml:"qemu"`
 	Firmware  string `toml:"firmware"`
@@ -203,7 +212,7 @@ func (c Config) validate() error {
 		return errors.New("snapshot.dir must be set when snapshot.enabled")
 	case c.Pool.Size < 0 || c.Pool.MaxVMs < 0 || c.Pool.MemoryBudgetMiB < 0:
 		return errors.New("pool.size, pool.max_vms and pool.memory_budget_mib must not be negative")
-	case c.Pool.Size > 0 && !c.Snapshot.Enabled:
+	case c.Pool.Size > 0 && !c.Snapshot.Enabled && c.VM.Start != StartReuse:
 		return errors.New("pool.size needs snapshot.enabled: pooled VMs are restored from templates")
 	case c.VM.VMGenID && vmm.IsQboot(c.VM.Firmware):
 		return fmt.Errorf("vm.vmgenid needs firmware that supports a VM generation ID, and %s is qboot: set vm.firmware = %q or vm.vmgenid = false", c.VM.Firmware, vmm.SeaBIOSFirmware)
@@ -214,8 +223,15 @@ func (c Config) validate() error {
 		if c.Pool.Size == 0 {
 			return errors.New("vm.start = \"pool\" needs pool.size > 0")
 		}
+	case StartReuse:
+		if c.Pool.Size == 0 {
+			return errors.New("vm.start = \"reuse\" needs pool.size > 0: the number of cleaned VMs kept per configuration")
+		}
+		if c.VM.Kernel != "" || c.VM.Initrd != "" {
+			return errors.New("vm.start = \"reuse\" needs the guest image's kernel and initrd (no vm.kernel or vm.initrd): reused VMs are told apart by their digests")
+		}
 	default:
-		return fmt.Errorf("vm.start must be auto, boot, restore or pool, not %q", c.VM.Start)
+		return fmt.Errorf("vm.start must be auto, boot, restore, pool or reuse, not %q", c.VM.Start)
 	}
 	if c.VM.Start == StartRestore && !c.Snapshot.Enabled {
 		return errors.New("vm.start = \"restore\" needs snapshot.enabled")

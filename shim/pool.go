@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -124,6 +125,9 @@ func (sb *sandbox) adoptPooled(ctx context.Context, cfg Config, vc vmm.Config, i
 func FillPool(ctx context.Context, cfg Config) (added int, _ error) {
 	if cfg.Pool.Size == 0 {
 		return 0, fmt.Errorf("pool.size is 0: %w", errdefs.ErrFailedPrecondition)
+	}
+	if cfg.VM.Start == StartReuse {
+		return 0, fmt.Errorf("vm.start = %q: the pool holds the VMs of ended sandboxes, cleaned, and is not filled: %w", StartReuse, errdefs.ErrFailedPrecondition)
 	}
 	if cfg.VM.TPM {
 		return 0, fmt.Errorf("VMs with a vTPM are not pooled: %w", errdefs.ErrFailedPrecondition)
@@ -310,7 +314,7 @@ func countSandboxes(stateDir string) int {
 func pruneDead(ctx context.Context, p pool.Pool, key string) {
 	ready, _ := p.Ready(key)
 	for _, e := range ready {
-		if qemu.ProcessOf(e.Dir, e.ID) > 0 {
+		if vmPid(e.Dir) > 0 {
 			continue
 		}
 		log.G(ctx).WithField(logVM, e.ID).Warn("pooled VM died while idle; removing it")
@@ -324,7 +328,8 @@ func pruneStale(ctx context.Context, cfg Config, p pool.Pool, current string) {
 	keys, _ := p.Keys()
 	store := snapshot.Store{Dir: cfg.Snapshot.Dir}
 	for _, k := range keys {
-		if k == current {
+		if k == current || strings.HasPrefix(k, reusePrefix) {
+			// Reused VMs come from no template.
 			continue
 		}
 		if _, ok := lookupPoolTemplate(store, k); ok {
@@ -384,14 +389,13 @@ func drainKey(ctx context.Context, p pool.Pool, key string) (int, error) {
 	return n, p.RemoveKey(key)
 }
 
-// killPooledVM kills the QEMU of the pooled VM in dir, if it runs, and
-// waits for it to go.
+// killPooledVM kills the QEMU (and vTPM, for a reused VM) of the pooled
+// VM in dir, if it runs, and waits for it to go.
 func killPooledVM(dir, id string) {
-	pid := qemu.ProcessOf(dir, id)
-	if pid <= 0 {
-		return
+	if pid := qemu.ProcessOf(dir, id); pid > 0 {
+		killAndWait(pid, 5*time.Second)
 	}
-	killAndWait(pid, 5*time.Second)
+	killVMProcesses(dir)
 }
 
 // ListPool returns the pool's VMs, ready or being added.

@@ -44,6 +44,9 @@ type sandbox struct {
 	diskMu       sync.Mutex
 	disks        map[string]bool // erofs digests of the layer disks attached, guarded by diskMu
 	ports        *portForwarder  // a pod's port forwarding, if any
+	// reuse is set when the VM is cleaned and kept for the next sandbox
+	// when this one ends (vm.start = "reuse", reuse.go).
+	reuse *reuseState
 
 	// base is the VM's size without its containers' limits, max what
 	// it can grow to; resizeMu serialises growing it.
@@ -175,15 +178,21 @@ func startSandbox(ctx context.Context, cfg Config, configPath, id string, pn *po
 	}
 	start := time.Now()
 	source := "boot"
+	if key, ok := reuseKey(cfg, img, vc); ok {
+		sb.reuse = &reuseState{cfg: cfg, key: key, vcpus: vc.VCPUs, memoryMiB: vc.MemoryMiB}
+	}
 	// Pooled VMs have no vTPM: theirs would have to move to the sandbox
 	// with them.
 	pooled := usesPool(cfg) && img.snapshottable && !cfg.VM.TPM
-	if !pooled || !sb.claimPooled(ctx, cfg, img, vc) {
+	switch {
+	case sb.reuse != nil && sb.claimReused(ctx, cfg, vc):
+		source = "reused"
+	case pooled && sb.claimPooled(ctx, cfg, img, vc):
+		source = "pool"
+	default:
 		if source, err = sb.startOwnVM(ctx, cfg, configPath, img, vc); err != nil {
 			return nil, err
 		}
-	} else {
-		source = "pool"
 	}
 	if pooled {
 		// Refill what this sandbox took, or make the first pooled VMs.
@@ -217,7 +226,12 @@ func (sb *sandbox) startOwnVM(ctx context.Context, cfg Config, configPath string
 	if err := sb.startVTPM(ctx, cfg, &vc); err != nil {
 		return "", err
 	}
-	if cfg.VM.Start != StartBoot {
+	if sb.reuse != nil {
+		// A VM to be reused has no template: its memory is the
+		// tenant's (a confidential VM's cannot be saved at all).
+		return "boot", sb.bootReusable(ctx, cfg, vc)
+	}
+	if cfg.VM.Start != StartBoot && cfg.VM.Start != StartReuse {
 		if tmpl, ok := lookupTemplate(ctx, cfg, img, vc); ok {
 			err := sb.restore(ctx, cfg, vc, tmpl)
 			if err == nil {
@@ -242,7 +256,7 @@ func (sb *sandbox) startOwnVM(ctx context.Context, cfg Config, configPath string
 	if err := sb.boot(ctx, cfg, vc); err != nil {
 		return "", err
 	}
-	if cfg.VM.Start != StartBoot && cfg.Snapshot.Enabled && cfg.Snapshot.AutoCreate && img.snapshottable && !usesPool(cfg) {
+	if cfg.VM.Start != StartBoot && cfg.VM.Start != StartReuse && cfg.Snapshot.Enabled && cfg.Snapshot.AutoCreate && img.snapshottable && !usesPool(cfg) {
 		// With a pool, the pool's fill makes the template.
 		spawnTemplateCreation(ctx, configPath, cfg.VM)
 	}
@@ -254,7 +268,8 @@ func (sb *sandbox) startVTPM(ctx context.Context, cfg Config, vc *vmm.Config) er
 	if !cfg.VM.TPM {
 		return nil
 	}
-	tpm, err := startVTPM(ctx, sb.dir)
+	// A reused VM's vTPM outlives this shim with the VM.
+	tpm, err := startVTPMIn(ctx, filepath.Join(sb.dir, tpmDirName), sb.reuse != nil)
 	if err != nil {
 		return err
 	}
@@ -270,6 +285,9 @@ func vmConfig(cfg Config, img guestFiles, id, dir, sharedDir string) vmm.Config 
 	params := append([]string{img.cmdline}, cfg.VM.ExtraArgs...)
 	if cfg.VM.TPM {
 		params = append(params, tpmParam)
+	}
+	if cfg.VM.Start == StartReuse {
+		params = append(params, initOnFreeParam)
 	}
 	return vmm.Config{
 		ID:          id,
@@ -302,7 +320,7 @@ const hotplugPorts = 8
 
 // boot starts the VM from its kernel and waits for the agent.
 func (sb *sandbox) boot(ctx context.Context, cfg Config, vc vmm.Config) error {
-	vm, err := newVM(cfg, vc)
+	vm, err := newVM(cfg, vc, sb.reuse != nil)
 	if err != nil {
 		return fmt.Errorf("configure VM: %w", err)
 	}

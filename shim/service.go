@@ -59,7 +59,7 @@ func NewTaskService(ctx context.Context, publisher shim.Publisher, sd shutdown.S
 		s.sandbox = nil
 		s.mu.Unlock()
 		if sb != nil {
-			return sb.stop(ctx)
+			return sb.end(ctx)
 		}
 		return nil
 	})

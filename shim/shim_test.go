@@ -57,6 +57,16 @@ func TestLoadConfig(t *testing.T) {
 		{"pool without templates", "[snapshot]\nenabled = false\n[pool]\nsize = 1\n", "snapshot.enabled", nil},
 		{"restore without templates", "[snapshot]\nenabled = false\n[vm]\nstart = \"restore\"\n", "snapshot.enabled", nil},
 		{"negative pool", "[pool]\nsize = -1\n", "negative", nil},
+		{"reuse", "[snapshot]\nenabled = false\n[vm]\nstart = \"reuse\"\ntpm = true\n[pool]\nsize = 2\n", "", func(t *testing.T, c Config) {
+			if c.VM.Start != StartReuse || usesPool(c) {
+				t.Errorf("reuse settings: start %q, takes template pooled VMs %v", c.VM.Start, usesPool(c))
+			}
+			if vc := vmConfig(c, guestFiles{cmdline: "console=ttyS0"}, "id", "/run/x/id", "/run/x/id/shared"); !strings.Contains(" "+vc.Cmdline+" ", " init_on_free=1 ") {
+				t.Errorf("a reused VM boots without init_on_free=1: %q", vc.Cmdline)
+			}
+		}},
+		{"reuse without pool", "[vm]\nstart = \"reuse\"\n", "pool.size > 0", nil},
+		{"reuse with own kernel", "[vm]\nstart = \"reuse\"\nkernel = \"/boot/vmlinuz\"\n[pool]\nsize = 1\n", "kernel and initrd", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := LoadConfig(write(tc.name+".toml", tc.body))

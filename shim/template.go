@@ -120,7 +120,7 @@ func removeTemplate(cfg Config, key string) {
 // template's digest and a nonce of this restore) in the VM's own vTPM.
 func (sb *sandbox) restore(ctx context.Context, cfg Config, vc vmm.Config, tmpl snapshot.Template) error {
 	vc = restoredConfig(hotplugNet(vc), tmpl)
-	vm, err := newVM(cfg, vc)
+	vm, err := newVM(cfg, vc, false)
 	if err != nil {
 		return fmt.Errorf("configure VM: %w", err)
 	}

@@ -266,14 +266,19 @@ func TestCRIPodNetwork(t *testing.T) {
 	}
 	restoreCfg, _ := snapshotConfig(t, "crinet", false)
 	poolCfg := poolConfig(t, "crinetpool", 1)
+	reuseCfg := reuseConfig(t, "crinetreuse")
 	for _, tc := range []struct {
 		name, config     string
 		restored, pooled bool
+		reused           bool
 	}{
-		{"boot", env.config, false, false},
-		{"restore", restoreCfg, true, false},
+		{"boot", env.config, false, false, false},
+		{"restore", restoreCfg, true, false, false},
 		// The pooled VM's QEMU started before the pod's network existed.
-		{"pool", poolCfg, true, true},
+		{"pool", poolCfg, true, true, false},
+		// The second pod's VM is the first's, whose interface was
+		// removed and whose guest was cleaned.
+		{"reuse", reuseCfg, false, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := testContext(t)
@@ -300,6 +305,16 @@ func TestCRIPodNetwork(t *testing.T) {
   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.99.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "` + filepath.Join(env.dir, "cni-ipam-"+tc.name) + `"}}]}`
 			c := startCRIWith(t, ctx, ns, cni, tc.config)
 			podNetwork(t, ctx, c, ns, tc.restored, pooledPid)
+			if tc.reused {
+				drainAtEnd(t, tc.config)
+				vms := waitReady(t, ctx, tc.config, 1)
+				pid := qemuPid(t, vms[0].dir)
+				podNetwork(t, ctx, c, ns, false, pid)
+				// Back in the pool, its interface removed again.
+				if vms = waitReady(t, ctx, tc.config, 1); qemuPid(t, vms[0].dir) != pid {
+					t.Errorf("pooled VM after the second pod is QEMU %d, want %d", qemuPid(t, vms[0].dir), pid)
+				}
+			}
 		})
 	}
 }

@@ -107,18 +107,29 @@ func teardown() {
 	}
 }
 
-// killAll kills every process whose command line names dir.
+// killAll kills every process whose command line or working directory
+// names dir.
 func killAll(dir string) {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil || !bytes.Contains(b, []byte(dir)) {
+		if !usesDir(filepath.Dir(p), dir) {
 			continue
 		}
 		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil && pid != os.Getpid() {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+}
+
+// usesDir reports whether the process of procDir (/proc/<pid>) names dir
+// in its command line or works in it (a detached swtpm names its files
+// relatively).
+func usesDir(procDir, dir string) bool {
+	if b, err := os.ReadFile(filepath.Join(procDir, "cmdline")); err == nil && bytes.Contains(b, []byte(dir)) {
+		return true
+	}
+	cwd, err := os.Readlink(filepath.Join(procDir, "cwd"))
+	return err == nil && strings.HasPrefix(cwd+"/", dir+"/")
 }
 
 func prerequisites() string {
@@ -199,7 +210,7 @@ func leaks() []string {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
-		if err == nil && bytes.Contains(b, []byte(env.run)) {
+		if err == nil && usesDir(filepath.Dir(p), env.run) {
 			found = append(found, "process "+strings.ReplaceAll(string(bytes.TrimRight(b, "\x00")), "\x00", " "))
 		}
 	}

@@ -48,9 +48,15 @@ func vtpmConfig(t *testing.T, name string) string {
 // attestVM runs `scc attest vm` and decodes its report.
 func attestVM(t *testing.T, ctx context.Context, cfgPath string, args ...string) *shim.VMEvidence {
 	t.Helper()
-	out := scc(t, ctx, append([]string{"attest", "vm", "--config", cfgPath}, args...)...)
+	cmd := exec.CommandContext(ctx, filepath.Join(env.binDir, "scc"), append([]string{"attest", "vm", "--config", cfgPath}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("scc attest vm: %v: %s", err, stderr.Bytes())
+	}
 	var ev shim.VMEvidence
-	if err := json.Unmarshal([]byte(out), &ev); err != nil {
+	if err := json.Unmarshal(out, &ev); err != nil {
 		t.Fatalf("scc attest vm printed %q: %v", out, err)
 	}
 	if ev.TEE != vtpm.TEE {

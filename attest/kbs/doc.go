@@ -121,7 +121,8 @@
 //	      "pcrs": {"8": ["<64 hex>"]},  // accepted SHA-256 values per PCR 0-23
 //	      "origin": {                   // optional: how the guest started
 //	        "fresh": true,              // accept guests that booted
-//	        "snapshots": ["<64 hex>"]   // accept guests restored from these templates
+//	        "snapshots": ["<64 hex>"],  // accept guests restored from these templates
+//	        "max_generation": 0         // tenants a reused guest may have served before; 0: never reused
 //	      }
 //	    }
 //	  },

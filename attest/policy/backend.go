@@ -121,8 +121,9 @@ func (o *Origin) validate() error {
 	return nil
 }
 
-// CheckOrigin checks how a verified vTPM guest started against the
-// policy's origin terms (vtpm). A policy without them accepts any start.
+// CheckOrigin checks how a verified vTPM guest started, and how often it
+// was reused, against the policy's origin terms (vtpm). A policy without
+// them accepts any start.
 // Errors wrap ErrOriginNotAllowed, or vtpm.ErrPolicy when the evidence
 // cannot tell how the guest started.
 func (d Document) CheckOrigin(c *vtpm.Claims) error {
@@ -133,6 +134,9 @@ func (d Document) CheckOrigin(c *vtpm.Claims) error {
 	got, err := vtpm.OriginOf(c)
 	if err != nil {
 		return err
+	}
+	if g := got.Generation(); g > o.MaxGeneration {
+		return fmt.Errorf("%w: the guest was reused after %d earlier tenants; the policy accepts at most %d (max_generation)", ErrOriginNotAllowed, g, o.MaxGeneration)
 	}
 	if got.Fresh() {
 		if !o.Fresh {

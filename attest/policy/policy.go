@@ -109,9 +109,9 @@ type TEE struct {
 	// required): vtpm.AKDigest values, hex, 32 bytes.
 	TrustedAKs []string `json:"trusted_aks,omitempty"`
 	// Origin says how a guest must have started (vtpm only): booted
-	// fresh, or restored from an approved snapshot, as scc's trusted
-	// monitor records it in the lifecycle PCR. Absent, any start is
-	// accepted.
+	// fresh, or restored from an approved snapshot, and how many tenants
+	// it may have served before, as scc's trusted monitor records it in
+	// the lifecycle PCR. Absent, any start is accepted.
 	Origin *Origin `json:"origin,omitempty"`
 
 	// Images, if set, are the container images guests of this type may
@@ -123,7 +123,8 @@ type TEE struct {
 
 // Origin are the accepted ways for a vTPM guest to have started. A guest
 // is accepted if it booted fresh and Fresh is set, or if every restore
-// in its log is from one of Snapshots. The lifecycle PCR
+// in its log is from one of Snapshots; and if it served at most
+// MaxGeneration tenants before the current one. The lifecycle PCR
 // (vtpm.PCRLifecycle) must be quoted.
 type Origin struct {
 	// Fresh accepts guests that booted and were never restored.
@@ -131,6 +132,11 @@ type Origin struct {
 	// Snapshots are the approved snapshots, hex, 32 bytes: SHA-256 of a
 	// template's saved state, as `scc snapshot list` shows it.
 	Snapshots []string `json:"snapshots,omitempty"`
+	// MaxGeneration accepts guests that were cleaned and reused after up
+	// to this many earlier tenants (confidential-restore reuse: the
+	// guest's monitor counts them in the lifecycle PCR). 0, the default,
+	// accepts only guests that serve their first tenant.
+	MaxGeneration uint64 `json:"max_generation,omitempty"`
 }
 
 // reference returns the TEE-level reference values.

@@ -223,11 +223,17 @@ func TestBackendPolicies(t *testing.T) {
 }
 
 func TestCheckOrigin(t *testing.T) {
-	lifecycle := func(restores ...byte) *vtpm.Claims {
+	// lifecycleReused logs a restore from each snapshot byte given, then
+	// the given number of cleans.
+	lifecycleReused := func(cleans int, restores ...byte) *vtpm.Claims {
 		var l vtpm.Log
 		for _, r := range restores {
 			b, _ := vtpm.RestoreEvent{Snapshot: [32]byte(bytes.Repeat([]byte{r}, 32))}.MarshalBinary()
 			l.Append(vtpm.PCRLifecycle, vtpm.EventRestore, b)
+		}
+		for g := 1; g <= cleans; g++ {
+			b, _ := vtpm.CleanEvent{Generation: uint64(g)}.MarshalBinary()
+			l.Append(vtpm.PCRLifecycle, vtpm.EventClean, b)
 		}
 		c := &vtpm.Claims{PCRs: map[int][]byte{vtpm.PCRLifecycle: make([]byte, 32)}, Events: l.Events()}
 		if v, ok := l.Replay()[vtpm.PCRLifecycle]; ok {
@@ -235,6 +241,7 @@ func TestCheckOrigin(t *testing.T) {
 		}
 		return c
 	}
+	lifecycle := func(restores ...byte) *vtpm.Claims { return lifecycleReused(0, restores...) }
 	doc := func(origin string) Document {
 		vt := `"allow":true,"trusted_aks":["` + ak + `"],"pcrs":{"9":["` + pcr1 + `"]}`
 		if origin != "" {
@@ -261,6 +268,13 @@ func TestCheckOrigin(t *testing.T) {
 		{"either: fresh", doc(`{"fresh":true,"snapshots":["` + snap + `"]}`), lifecycle(), nil},
 		{"either: restored", doc(`{"fresh":true,"snapshots":["` + snap + `"]}`), lifecycle(0x5a), nil},
 		{"lifecycle not quoted", doc(`{"fresh":true}`), &vtpm.Claims{PCRs: map[int][]byte{}}, vtpm.ErrPolicy},
+		{"no origin terms: reused", doc(""), lifecycleReused(3), nil},
+		{"fresh only: reused", doc(`{"fresh":true}`), lifecycleReused(1), ErrOriginNotAllowed},
+		{"fresh, reused once: reused once", doc(`{"fresh":true,"max_generation":1}`), lifecycleReused(1), nil},
+		{"fresh, reused once: first tenant", doc(`{"fresh":true,"max_generation":1}`), lifecycleReused(0), nil},
+		{"fresh, reused once: reused twice", doc(`{"fresh":true,"max_generation":1}`), lifecycleReused(2), ErrOriginNotAllowed},
+		{"fresh, reused: restored and reused", doc(`{"fresh":true,"max_generation":5}`), lifecycleReused(1, 0x5a), ErrOriginNotAllowed},
+		{"approved, reused: restored and reused", doc(`{"snapshots":["` + snap + `"],"max_generation":5}`), lifecycleReused(2, 0x5a), nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

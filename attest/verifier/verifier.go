@@ -114,10 +114,13 @@ type Claims struct {
 }
 
 // Origin is how a guest started: it booted fresh, or it was restored from
-// the snapshots listed (hex SHA-256 of each saved state, oldest first).
+// the snapshots listed (hex SHA-256 of each saved state, oldest first);
+// and how many tenants it served, cleaned after each, before the current
+// one (0: never reused).
 type Origin struct {
 	Fresh        bool     `json:"fresh"`
 	RestoredFrom []string `json:"restored_from,omitempty"`
+	Generation   uint64   `json:"generation"`
 }
 
 // SNPTCB is an SNP (or sim) REPORTED_TCB by component.

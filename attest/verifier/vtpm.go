@@ -41,7 +41,7 @@ func verifyVTPM(data []byte, opts Options) (*Claims, policy.Values, error) {
 		VTPM:       vc,
 	}
 	if o, err := vtpm.OriginOf(vc); err == nil {
-		c.Origin = &Origin{Fresh: o.Fresh()}
+		c.Origin = &Origin{Fresh: o.Fresh(), Generation: o.Generation()}
 		for _, r := range o.Restores {
 			c.Origin.RestoredFrom = append(c.Origin.RestoredFrom, hex.EncodeToString(r.Snapshot[:]))
 		}

@@ -3,6 +3,7 @@ package vtpm
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -28,7 +29,9 @@ const (
 	// MRCONFIGID.
 	PCRInitData = 9
 	// PCRLifecycle records that the VM was restored from a snapshot
-	// (EventRestore). It is zero in a VM that booted fresh.
+	// (EventRestore) and that it was cleaned after a tenant and reused
+	// (EventClean). It is zero in a VM that booted fresh and never served
+	// another tenant.
 	PCRLifecycle = 11
 	// PCRImage records each container image the guest pulled
 	// (EventImage), before it asked the key broker for any of its keys.
@@ -63,6 +66,9 @@ const (
 	// EventImage is a container image the guest pulled: its digests and
 	// whether it was pinned (attest.Image.MarshalEvent's encoding).
 	EventImage EventType = 7
+	// EventClean is the VM returned to a clean state after a tenant, to
+	// serve the next one (CleanEvent's encoding).
+	EventClean EventType = 8
 )
 
 // RestoreEvent is the data of an EventRestore.
@@ -91,20 +97,61 @@ func (r *RestoreEvent) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
+// cleanEventSize is the length of a CleanEvent's encoding.
+const cleanEventSize = 8 + 32
+
+// CleanEvent is the data of an EventClean: the guest's monitor ended
+// every process, mount and file of the tenant before it, zeroed the
+// memory they used, checked the guest's integrity and restarted the agent
+// with a new key for tenant number Generation (docs/monitor.md).
+type CleanEvent struct {
+	// Generation counts the cleans of the VM: 1 for the tenant after the
+	// first one.
+	Generation uint64
+	// Nonce is the host's random value for this clean.
+	Nonce [32]byte
+}
+
+// MarshalBinary encodes the event as Generation (8 bytes, big endian) ||
+// Nonce.
+func (e CleanEvent) MarshalBinary() ([]byte, error) {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, cleanEventSize), e.Generation)
+	return append(b, e.Nonce[:]...), nil
+}
+
+// UnmarshalBinary decodes MarshalBinary's encoding.
+func (e *CleanEvent) UnmarshalBinary(b []byte) error {
+	if len(b) != cleanEventSize {
+		return fmt.Errorf("%w: clean event of %d bytes, want %d", ErrMalformedLog, len(b), cleanEventSize)
+	}
+	e.Generation = binary.BigEndian.Uint64(b[:8])
+	copy(e.Nonce[:], b[8:])
+	return nil
+}
+
 // Origin is how a guest started, as its verified event log says.
 type Origin struct {
 	// Restores are the restores the VM went through, oldest first; none
 	// for a VM that booted fresh. A VM restored from a snapshot of a
 	// restored VM has two.
 	Restores []RestoreEvent
+	// Cleans are the cleans the VM went through between tenants, oldest
+	// first: none for a VM that serves its first tenant.
+	Cleans []CleanEvent
 }
 
-// Fresh reports whether the guest booted and was never restored.
+// Fresh reports whether the guest booted and was never restored. A fresh
+// guest may have been reused (Generation).
 func (o Origin) Fresh() bool { return len(o.Restores) == 0 }
+
+// Generation is the number of tenants the VM served before the current
+// one: 0 for a VM that was never reused.
+func (o Origin) Generation() uint64 { return uint64(len(o.Cleans)) }
 
 // OriginOf returns how the guest of verified claims started. The
 // lifecycle PCR must be quoted, and the log must explain it: only restore
-// events, or none and a zero PCR. Errors wrap ErrPolicy or
+// and clean events, or none and a zero PCR, and clean events must count
+// the generations from 1 without a gap. Errors wrap ErrPolicy or
 // ErrMalformedLog.
 func OriginOf(c *Claims) (Origin, error) {
 	v, ok := c.PCRs[PCRLifecycle]
@@ -116,16 +163,27 @@ func OriginOf(c *Claims) (Origin, error) {
 		if ev.PCR != PCRLifecycle {
 			continue
 		}
-		if ev.Type != EventRestore {
+		switch ev.Type {
+		case EventRestore:
+			var r RestoreEvent
+			if err := r.UnmarshalBinary(ev.Data); err != nil {
+				return Origin{}, err
+			}
+			o.Restores = append(o.Restores, r)
+		case EventClean:
+			var e CleanEvent
+			if err := e.UnmarshalBinary(ev.Data); err != nil {
+				return Origin{}, err
+			}
+			if want := o.Generation() + 1; e.Generation != want {
+				return Origin{}, fmt.Errorf("%w: lifecycle pcr %d: clean of generation %d where %d is next", ErrPolicy, PCRLifecycle, e.Generation, want)
+			}
+			o.Cleans = append(o.Cleans, e)
+		default:
 			return Origin{}, fmt.Errorf("%w: lifecycle pcr %d has an event of unknown type %d", ErrPolicy, PCRLifecycle, ev.Type)
 		}
-		var r RestoreEvent
-		if err := r.UnmarshalBinary(ev.Data); err != nil {
-			return Origin{}, err
-		}
-		o.Restores = append(o.Restores, r)
 	}
-	if o.Fresh() && !bytes.Equal(v, make([]byte, sha256.Size)) {
+	if o.Fresh() && o.Generation() == 0 && !bytes.Equal(v, make([]byte, sha256.Size)) {
 		return Origin{}, fmt.Errorf("%w: lifecycle pcr %d is %x with no event to explain it", ErrPolicy, PCRLifecycle, v)
 	}
 	return o, nil

@@ -29,6 +29,23 @@ func TestRestoreEventEncoding(t *testing.T) {
 	}
 }
 
+func TestCleanEventEncoding(t *testing.T) {
+	e := vtpm.CleanEvent{Generation: 1<<40 + 3, Nonce: [32]byte{7, 31: 1}}
+	b, err := e.MarshalBinary()
+	if err != nil || len(b) != 40 {
+		t.Fatalf("MarshalBinary = %d bytes, %v", len(b), err)
+	}
+	var got vtpm.CleanEvent
+	if err := got.UnmarshalBinary(b); err != nil || got != e {
+		t.Fatalf("UnmarshalBinary = %+v, %v; want %+v", got, err, e)
+	}
+	for _, n := range []int{0, 8, 39, 41, 64} {
+		if err := got.UnmarshalBinary(make([]byte, n)); !errors.Is(err, vtpm.ErrMalformedLog) {
+			t.Errorf("%d bytes: %v, want ErrMalformedLog", n, err)
+		}
+	}
+}
+
 // claims builds verified-looking claims from a log: PCR values are the
 // log's replay, as Verify establishes them.
 func claims(t *testing.T, l *vtpm.Log, extra map[int][]byte) *vtpm.Claims {
@@ -75,6 +92,37 @@ func TestOriginOf(t *testing.T) {
 	twice.Append(vtpm.PCRLifecycle, vtpm.EventRestore, restore(8))
 	if o, err := vtpm.OriginOf(claims(t, twice, nil)); err != nil || len(o.Restores) != 2 || o.Restores[1].Snapshot[0] != 8 {
 		t.Errorf("two restores: %+v, %v", o, err)
+	}
+
+	clean := func(gen uint64) []byte {
+		b, _ := vtpm.CleanEvent{Generation: gen, Nonce: [32]byte{byte(gen)}}.MarshalBinary()
+		return b
+	}
+	reused := boot()
+	reused.Append(vtpm.PCRLifecycle, vtpm.EventClean, clean(1))
+	reused.Append(vtpm.PCRLifecycle, vtpm.EventClean, clean(2))
+	if o, err := vtpm.OriginOf(claims(t, reused, nil)); err != nil || !o.Fresh() || o.Generation() != 2 {
+		t.Errorf("booted, reused twice: %+v, %v", o, err)
+	}
+	restoredReused := boot()
+	restoredReused.Append(vtpm.PCRLifecycle, vtpm.EventRestore, restore(7))
+	restoredReused.Append(vtpm.PCRLifecycle, vtpm.EventClean, clean(1))
+	if o, err := vtpm.OriginOf(claims(t, restoredReused, nil)); err != nil || o.Fresh() || o.Generation() != 1 {
+		t.Errorf("restored, reused once: %+v, %v", o, err)
+	}
+	for name, gens := range map[string][]uint64{"skipped": {1, 3}, "repeated": {1, 1}, "from zero": {0}} {
+		l := boot()
+		for _, g := range gens {
+			l.Append(vtpm.PCRLifecycle, vtpm.EventClean, clean(g))
+		}
+		if _, err := vtpm.OriginOf(claims(t, l, nil)); !errors.Is(err, vtpm.ErrPolicy) {
+			t.Errorf("generations %s: %v, want ErrPolicy", name, err)
+		}
+	}
+	shortClean := boot()
+	shortClean.Append(vtpm.PCRLifecycle, vtpm.EventClean, []byte("short"))
+	if _, err := vtpm.OriginOf(claims(t, shortClean, nil)); !errors.Is(err, vtpm.ErrMalformedLog) {
+		t.Errorf("short clean event: %v, want ErrMalformedLog", err)
 	}
 
 	// The lifecycle PCR must be quoted and explained.

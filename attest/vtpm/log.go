@@ -104,6 +104,22 @@ func (l *Log) Append(pcr int, eventType EventType, data []byte) ([32]byte, error
 	return ev.Digest, nil
 }
 
+// Filter drops the events keep refuses and keeps the others in order: a
+// log that is to be replayed into a new TPM without some of them. The
+// TPM the log was in step with no longer is.
+func (l *Log) Filter(keep func(Event) bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	kept := l.events[:0]
+	for _, ev := range l.events {
+		if keep(ev) {
+			kept = append(kept, ev)
+		}
+	}
+	clear(l.events[len(kept):])
+	l.events = kept
+}
+
 // Events returns a copy of the recorded events in order.
 func (l *Log) Events() []Event {
 	l.mu.Lock()

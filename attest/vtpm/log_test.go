@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -217,4 +218,24 @@ func ExampleLog() {
 	// extend pcr 9 with 9bf0cb32...
 	// pcr 9 replays to 93cc08db...
 	// 82 bytes, magic "SCCEVLOG"
+}
+
+func TestLogFilter(t *testing.T) {
+	var l Log
+	for i, pcr := range []int{8, 9, 11, 9, 8} {
+		if _, err := l.Append(pcr, EventType(i+1), []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Filter(func(ev Event) bool { return ev.PCR != 9 })
+	var got []EventType
+	for _, ev := range l.Events() {
+		got = append(got, ev.Type)
+	}
+	if want := []EventType{1, 3, 5}; !slices.Equal(got, want) {
+		t.Fatalf("after Filter: event types %v, want %v", got, want)
+	}
+	if _, err := l.Append(9, 6, nil); err != nil || len(l.Events()) != 4 {
+		t.Fatalf("append after Filter: %v, %d events", err, len(l.Events()))
+	}
 }

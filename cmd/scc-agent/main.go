@@ -1,8 +1,9 @@
 // Command scc-agent is the guest's init: run as PID 1 it is the trusted
 // monitor, which measures the guest and starts the agent; run as
 // "scc-agent agent" it is the agent, serving the agent protocol on a
-// virtio-serial port; run as "scc-agent init" it is libcontainer's
-// container init.
+// virtio-serial port; run as "scc-agent clean" it is the monitor's
+// cleaner, which returns the guest to a clean state between tenants; run
+// as "scc-agent init" it is libcontainer's container init.
 package main
 
 import (
@@ -24,6 +25,8 @@ func main() {
 			libcontainer.Init() // does not return
 		case monitor.AgentArg:
 			guestagent.Main()
+		case monitor.CleanArg:
+			monitor.CleanMain() // does not return
 		}
 	}
 	monitor.Main()

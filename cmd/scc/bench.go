@@ -31,6 +31,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.DurationVar(&opts.ScaleTimeout, "scale-timeout", 3*time.Minute, "bound of one scale-out batch")
 	fs.DurationVar(&opts.ScaleBudget, "scale-budget", 11*time.Minute, "no scale-out run starts that would end past this")
 	fs.IntVar(&opts.PoolSize, "pool", 1, "ready VMs of the pool mode during start (0: no pool mode)")
+	fs.BoolVar(&opts.NoReuse, "no-reuse", false, "leave the reuse mode (a cleaned VM of the previous run) out of the start measurements")
 	fs.IntVar(&opts.IdleSandboxes, "idle", 4, "idle sandboxes per mode for the memory figures")
 	fs.DurationVar(&opts.Settle, "settle", 5*time.Second, "wait before measuring idle sandboxes")
 	budget := fs.Uint64("memory-budget", 16, "GiB the idle-sandbox count is computed for")

@@ -191,25 +191,36 @@ func checkTemplates(cfg shim.Config) finding {
 	return finding{name: "templates", ok: true, detail: fmt.Sprintf("on: %d in %s%s", len(ts), cfg.Snapshot.Dir, auto)}
 }
 
-// checkPool reports the start mode and the pool of ready VMs.
+// checkPool reports the start mode, the start modes this configuration
+// allows and the pool of ready VMs: restored from templates (pool) and
+// cleaned after a sandbox for the next one (reuse).
 func checkPool(cfg shim.Config) finding {
-	modes := "boot"
+	modes := []string{"boot"}
 	if cfg.Snapshot.Enabled {
-		modes += ", restore"
+		modes = append(modes, "restore")
 	}
 	if cfg.Pool.Size == 0 {
-		return finding{name: "pool", ok: true, detail: fmt.Sprintf("off (pool.size = 0); vm.start = %s; start modes available: %s", cfg.VM.Start, modes)}
+		return finding{name: "pool", ok: true, detail: fmt.Sprintf("off (pool.size = 0: no pool, no reuse); vm.start = %s; start modes available: %s",
+			cfg.VM.Start, strings.Join(modes, ", "))}
 	}
-	modes += ", pool"
+	if cfg.Snapshot.Enabled {
+		modes = append(modes, "pool")
+	}
+	modes = append(modes, "reuse")
 	es, err := shim.ListPool(cfg)
 	if err != nil {
 		return finding{name: "pool", detail: err.Error()}
 	}
-	ready := 0
+	restored, cleaned := 0, 0
 	for _, e := range es {
-		if e.Ready {
-			ready++
+		switch {
+		case !e.Ready:
+		case shim.IsReusePoolKey(e.Key):
+			cleaned++
+		default:
+			restored++
 		}
 	}
-	return finding{name: "pool", ok: true, detail: fmt.Sprintf("size %d per VM configuration, %d VMs ready now; vm.start = %s; start modes available: %s", cfg.Pool.Size, ready, cfg.VM.Start, modes)}
+	return finding{name: "pool", ok: true, detail: fmt.Sprintf("size %d per VM configuration, %d restored and %d cleaned VMs ready now; vm.start = %s; start modes available: %s",
+		cfg.Pool.Size, restored, cleaned, cfg.VM.Start, strings.Join(modes, ", "))}
 }

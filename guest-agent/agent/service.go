@@ -88,6 +88,11 @@ type Options struct {
 	// TPM: it gives evidence, binds init data and records restores. Nil
 	// when there is none (tests).
 	Monitor monitorapi.MonitorService
+	// EndForClean, called once the monitor accepted a clean, must make
+	// the agent stop taking connections and exit once the host closed the
+	// current one (the monitor starts the next agent after the clean).
+	// Nil refuses cleans.
+	EndForClean func()
 }
 
 // Service implements agentapi.AgentService.

@@ -2,7 +2,12 @@ package monitor
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -48,8 +53,9 @@ var droppedCaps = []uintptr{unix.CAP_SYS_BOOT, unix.CAP_SYS_MODULE, unix.CAP_SYS
 
 // startAgent starts the agent confined as the package documentation
 // describes and returns it with the monitor's end of its connection.
-// deny are the device rules that keep it from the TPM.
-func startAgent(ctx context.Context, deny []*devices.Rule) (*os.Process, *os.File, error) {
+// deny are the device rules that keep it from the TPM. With want set, the
+// executable the agent runs from must hash to it.
+func startAgent(ctx context.Context, deny []*devices.Rule, want *[32]byte) (*os.Process, *os.File, error) {
 	root := initsys.CgroupRoot
 	for _, d := range []string{guestCgroup, sandboxCgroup, agentCgroup} {
 		if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil && !os.IsExist(err) {
@@ -78,7 +84,7 @@ func startAgent(ctx context.Context, deny []*devices.Rule) (*os.Process, *os.Fil
 		mine.Close()
 		return nil, nil, fmt.Errorf("start agent: %w", err)
 	}
-	proc, err := spawnAgent(theirs)
+	proc, err := spawnAgent(theirs, want)
 	if jerr := joinCgroup("", os.Getpid()); jerr != nil && err == nil {
 		err = jerr
 	}
@@ -107,8 +113,17 @@ func startAgent(ctx context.Context, deny []*devices.Rule) (*os.Process, *os.Fil
 	return proc, mine, nil
 }
 
-// spawnAgent runs this executable as the agent in new mount, PID and
-// cgroup namespaces, with conn as its fd 3.
+// agentNamespaces are the namespaces the agent gets of its own. Mount,
+// PID and cgroup ones keep it from the monitor; IPC, UTS and network ones
+// hold what its tenant changes in the guest's System V IPC objects,
+// hostname, interfaces, routes, firewall rules and network sysctls, all
+// of which end with the agent's last process (giveLinks hands it the
+// guest's interfaces).
+const agentNamespaces = unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWCGROUP |
+	unix.CLONE_NEWIPC | unix.CLONE_NEWUTS | unix.CLONE_NEWNET
+
+// spawnAgent runs this executable as the agent in namespaces of its own
+// (agentNamespaces), with conn as its fd 3.
 //
 // The capability bounding set is per thread and inherited by the
 // children a thread forks: spawnAgent drops droppedCaps on a thread of
@@ -120,12 +135,17 @@ func startAgent(ctx context.Context, deny []*devices.Rule) (*os.Process, *os.Fil
 // copies the binary for each one (so that a container cannot overwrite
 // it) unless the running executable already is such a copy. One copy
 // here saves one per container.
-func spawnAgent(conn *os.File) (*os.Process, error) {
+func spawnAgent(conn *os.File, want *[32]byte) (*os.Process, error) {
 	exe, err := sealedSelf()
 	if err != nil {
 		return nil, fmt.Errorf("spawn agent: %w", err)
 	}
 	defer exe.Close()
+	if want != nil {
+		if err := checkDigest(exe, *want); err != nil {
+			return nil, fmt.Errorf("spawn agent: %w", err)
+		}
+	}
 	type result struct {
 		p   *os.Process
 		err error
@@ -145,7 +165,7 @@ func spawnAgent(conn *os.File) (*os.Process, error) {
 			Sys: &syscall.SysProcAttr{
 				// No Pdeathsig: it fires when the forking thread ends,
 				// which this one does at once.
-				Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWCGROUP,
+				Cloneflags: agentNamespaces,
 			},
 		})
 		done <- result{p, err}
@@ -205,6 +225,23 @@ func joinCgroup(rel string, pid int) error {
 	procs := filepath.Join(initsys.CgroupRoot, rel, "cgroup.procs")
 	if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0); err != nil {
 		return fmt.Errorf("move %d to cgroup /%s: %w", pid, rel, err)
+	}
+	return nil
+}
+
+// errAgentChanged is an agent executable whose digest is not the one
+// measured at boot.
+var errAgentChanged = errors.New("the agent executable differs from the one measured at boot")
+
+// checkDigest hashes the whole of f, from its start, and compares it with
+// want.
+func checkDigest(f *os.File, want [32]byte) error {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, math.MaxInt64)); err != nil {
+		return fmt.Errorf("hash agent executable: %w", err)
+	}
+	if got := [32]byte(h.Sum(nil)); subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		return fmt.Errorf("%w: %x, measured %x", errAgentChanged, got, want)
 	}
 	return nil
 }

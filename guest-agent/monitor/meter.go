@@ -31,8 +31,12 @@ type meter struct {
 	log vtpm.Log
 	tpm transport.TPM // nil until attach; guarded by mu
 	ek  []byte        // the TPM's EK public, cached; guarded by mu
-	// initData is set once the init data is bound; guarded by mu.
+	// initData is set once the current tenant's init data is bound;
+	// guarded by mu.
 	initData bool
+	// generation counts the cleans: the tenants served before the
+	// current one; guarded by mu.
+	generation uint64
 }
 
 // measure records an event and extends it into the TPM, if there is one.
@@ -210,4 +214,70 @@ func (m *meter) evidence(ctx context.Context, reportData [64]byte) (*vtpm.Eviden
 		}
 	}
 	return ev, bytes.Clone(m.ek), nil
+}
+
+// errTPMNotNew means the TPM a clean was given holds measurements: the
+// host did not give the next tenant a TPM of its own.
+var errTPMNotNew = errors.New("the TPM is not new")
+
+// cleaned records that the guest was cleaned for its next tenant and
+// returns the new generation. The log keeps the boot and the lifecycle
+// and loses the init data of the tenant that ended: the next tenant binds
+// its own, and neither its verifier nor it learns the last one's. tpm,
+// the next tenant's TPM, must be new (every monitor PCR zero, the host
+// started a new vTPM): the log is replayed into it and the clean event
+// extended. Without a TPM (tpm nil, and none attached) the log alone
+// records it.
+func (m *meter) cleaned(ctx context.Context, tpm transport.TPM, nonce [32]byte) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if (tpm == nil) != (m.tpm == nil) {
+		return 0, fmt.Errorf("clean: the guest had a TPM and has none now, or the reverse")
+	}
+	m.log.Filter(func(ev vtpm.Event) bool { return ev.PCR != vtpm.PCRInitData })
+	m.initData = false
+	if tpm != nil {
+		got, err := vtpm.ReadPCRs(tpm, vtpm.MonitorPCRs)
+		if err != nil {
+			return 0, fmt.Errorf("clean: %w", err)
+		}
+		for _, p := range vtpm.MonitorPCRs {
+			if !bytes.Equal(got[p], make([]byte, 32)) {
+				return 0, fmt.Errorf("clean: %w: pcr %d is %x", errTPMNotNew, p, got[p])
+			}
+		}
+		m.tpm = tpm
+		if _, err := m.syncLocked(); err != nil {
+			return 0, fmt.Errorf("clean: %w", err)
+		}
+	}
+	gen := m.generation + 1
+	data, _ := vtpm.CleanEvent{Generation: gen, Nonce: nonce}.MarshalBinary()
+	if err := m.measureLocked(vtpm.PCRLifecycle, vtpm.EventClean, data); err != nil {
+		return 0, err
+	}
+	m.generation = gen
+	log.G(ctx).WithField("generation", gen).WithField("events", len(m.log.Events())).Info("clean recorded")
+	return gen, nil
+}
+
+// currentGeneration is the number of cleans so far.
+func (m *meter) currentGeneration() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.generation
+}
+
+// bootDigest returns the data of the first boot event of type typ (the
+// initramfs tree or the agent executable): what the guest's files must
+// still hash to.
+func (m *meter) bootDigest(typ vtpm.EventType) ([32]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, ev := range m.log.Events() {
+		if ev.PCR == vtpm.PCRBoot && ev.Type == typ && len(ev.Data) == 32 {
+			return [32]byte(ev.Data), nil
+		}
+	}
+	return [32]byte{}, fmt.Errorf("no boot event of type %d in the log", typ)
 }

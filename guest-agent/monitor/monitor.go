@@ -3,7 +3,6 @@ package monitor
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 
 	"github.com/containerd/log"
@@ -79,21 +78,8 @@ func run(ctx context.Context) error {
 	if err := harden(ctx, opened); err != nil {
 		return err
 	}
-	proc, conn, err := startAgent(ctx, deny)
-	if err != nil {
-		return err
-	}
-	c, err := net.FileConn(conn)
-	conn.Close()
-	if err != nil {
-		return fmt.Errorf("agent connection: %w", err)
-	}
-	go func() {
-		if err := serve(ctx, &service{meter: m, source: kind}, c); err != nil {
-			log.G(ctx).WithError(err).Error("serve agent")
-		}
-	}()
-	return waitAgent(proc.Pid)
+	sup := &supervisor{meter: m, source: kind, cmdline: cmdline, tpm: tpm, deny: deny}
+	return sup.run(ctx)
 }
 
 // setUp does the rest of the guest's init: hostname, loopback, kernel

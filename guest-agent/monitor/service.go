@@ -23,16 +23,17 @@ import (
 	"github.com/sccontainers/scc/attest/vtpm"
 )
 
-// service implements the monitor's API for the agent.
+// service implements the monitor's API for one agent.
 type service struct {
 	meter  *meter
 	source source.Kind // the guest's evidence source; "" for none
+	sup    *supervisor // nil in tests without one
 }
 
 var _ monitorapi.MonitorService = (*service)(nil)
 
 func (s *service) Info(ctx context.Context, _ *emptypb.Empty) (*monitorapi.InfoResponse, error) {
-	return &monitorapi.InfoResponse{EvidenceSource: string(s.source)}, nil
+	return &monitorapi.InfoResponse{EvidenceSource: string(s.source), Generation: s.meter.currentGeneration()}, nil
 }
 
 func (s *service) Evidence(ctx context.Context, req *monitorapi.EvidenceRequest) (*monitorapi.EvidenceResponse, error) {
@@ -119,14 +120,37 @@ func (s *service) Restored(ctx context.Context, req *monitorapi.RestoredRequest)
 	return &emptypb.Empty{}, nil
 }
 
-// serve serves svc on conn, the agent's connection, until it closes.
+func (s *service) Clean(ctx context.Context, req *monitorapi.CleanRequest) (*emptypb.Empty, error) {
+	if len(req.GetNonce()) != 32 {
+		return nil, fmt.Errorf("clean nonce is %d bytes, want 32: %w", len(req.GetNonce()), errdefs.ErrInvalidArgument)
+	}
+	if s.sup == nil {
+		return nil, fmt.Errorf("clean: %w", errdefs.ErrNotImplemented)
+	}
+	if err := s.sup.requestClean(ctx, [32]byte(req.GetNonce())); err != nil {
+		return nil, fmt.Errorf("clean: %w: %w", err, errdefs.ErrFailedPrecondition)
+	}
+	log.G(ctx).Info("clean requested: waiting for the agent to end")
+	return &emptypb.Empty{}, nil
+}
+
+// serve serves svc on conn, the agent's connection, until it closes or
+// ctx ends.
 func serve(ctx context.Context, svc monitorapi.MonitorService, conn net.Conn) error {
 	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(intercept))
 	if err != nil {
 		return fmt.Errorf("new ttrpc server: %w", err)
 	}
 	monitorapi.RegisterMonitorService(srv, svc)
-	return srv.Serve(ctx, &connListener{conn: conn, closed: make(chan struct{})})
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	err = srv.Serve(ctx, &connListener{conn: conn, closed: make(chan struct{})})
+	if errors.Is(err, ttrpc.ErrServerClosed) {
+		return nil
+	}
+	return err
 }
 
 func intercept(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (any, error) {

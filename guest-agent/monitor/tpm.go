@@ -35,18 +35,7 @@ type guestTPM struct {
 // tpm-crb device). It returns nil when the guest has none.
 func openTPM(ctx context.Context, cmdline string) (*guestTPM, error) {
 	if port, ok := initsys.CmdlineValue(cmdline, agentapi.TPMParam); ok {
-		fctx, cancel := context.WithTimeout(ctx, portWait)
-		defer cancel()
-		path, err := vport.Find(fctx, vport.SysClassDir, port)
-		if err != nil {
-			return nil, fmt.Errorf("open tpm: %w", err)
-		}
-		// One opener at a time: held here, the port is the monitor's.
-		f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("open tpm: %w", err)
-		}
-		return newGuestTPM(vtpm.NewStreamTPM(f), path)
+		return openPortTPM(ctx, port)
 	}
 	for _, path := range []string{source.TPMRMDev, source.TPMDev} {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
@@ -59,6 +48,23 @@ func openTPM(ctx context.Context, cmdline string) (*guestTPM, error) {
 		return newGuestTPM(tpm, path)
 	}
 	return nil, nil
+}
+
+// openPortTPM opens the TPM on the virtio-serial port called port,
+// waiting for the port to appear.
+func openPortTPM(ctx context.Context, port string) (*guestTPM, error) {
+	fctx, cancel := context.WithTimeout(ctx, portWait)
+	defer cancel()
+	path, err := vport.Find(fctx, vport.SysClassDir, port)
+	if err != nil {
+		return nil, fmt.Errorf("open tpm: %w", err)
+	}
+	// One opener at a time: held here, the port is the monitor's.
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open tpm: %w", err)
+	}
+	return newGuestTPM(vtpm.NewStreamTPM(f), path)
 }
 
 func newGuestTPM(tpm transport.TPMCloser, path string) (*guestTPM, error) {

@@ -1,9 +1,13 @@
 package vport
 
 import (
+	"context"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containerd/log"
@@ -131,6 +135,24 @@ func (l *Listener) sleep(d time.Duration) error {
 	}
 }
 
+// WaitIdle returns once the last connection Accept handed out is closed
+// (at once if there is none), or when ctx ends. Close the Listener first,
+// or Accept may hand out another.
+func (l *Listener) WaitIdle(ctx context.Context) error {
+	l.mu.Lock()
+	prev := l.prev
+	l.mu.Unlock()
+	if prev == nil {
+		return nil
+	}
+	select {
+	case <-prev.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Close makes pending and future Accept calls fail. Connections already
 // handed out stay open; their owner closes them.
 func (l *Listener) Close() error {
@@ -191,7 +213,16 @@ type conn struct {
 
 var _ net.Conn = (*conn)(nil)
 
-func (c *conn) Read(p []byte) (int, error)  { return c.f.Read(p) }
+// Read reads from the port. A port the host removed (ENODEV) is at its
+// end, as one the host hung up.
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.f.Read(p)
+	if errors.Is(err, syscall.ENODEV) {
+		err = io.EOF
+	}
+	return n, err
+}
+
 func (c *conn) Write(p []byte) (int, error) { return c.f.Write(p) }
 
 // Close closes the port and lets the Listener accept again.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sccontainers/scc/internal/ctrd"
 	"github.com/sccontainers/scc/internal/ocilayout"
+	"github.com/sccontainers/scc/shim"
 	"github.com/sccontainers/scc/snapshot/pool"
 )
 
@@ -71,6 +72,10 @@ type Options struct {
 	// PoolSize is the number of ready VMs the pool mode keeps during the
 	// start measurements; 0 leaves the pool mode out.
 	PoolSize int
+	// NoReuse leaves the reuse mode (confidential-restore reuse: the
+	// VM of the previous run's sandbox, cleaned in place) out of the
+	// start measurements.
+	NoReuse bool
 	// KernelParams are added to the guest kernel command line of every
 	// scc mode (the shim's vm.kernel_params), to measure their effect.
 	KernelParams []string
@@ -250,6 +255,9 @@ func (r *runner) modes(mem int) []Mode {
 	if r.opts.PoolSize > 0 {
 		ms = append(ms, Mode{Key: ModeSCCPool, Name: "scc (pool)", Runtime: "io.containerd.scc.v2", VMMemoryMiB: mem, VCPUs: 1, Template: true, Pool: r.opts.PoolSize})
 	}
+	if !r.opts.NoReuse {
+		ms = append(ms, Mode{Key: ModeSCCReuse, Name: "scc (reuse)", Runtime: "io.containerd.scc.v2", VMMemoryMiB: mem, VCPUs: 1, Pool: 1, Reuse: true})
+	}
 	return ms
 }
 
@@ -259,7 +267,7 @@ func (r *runner) modes(mem int) []Mode {
 func (r *runner) sandboxModes(mem int) []Mode {
 	var ms []Mode
 	for _, m := range r.modes(mem) {
-		if m.Pool == 0 {
+		if m.Pool == 0 && !m.Reuse {
 			ms = append(ms, m)
 		}
 	}
@@ -296,6 +304,32 @@ func (r *runner) scc(ctx context.Context, args ...string) error {
 		return fmt.Errorf("scc %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}
 	return nil
+}
+
+// waitReused waits until the pool holds a cleaned VM of a reuse mode:
+// the previous run's, once its sandbox's end cleaned it. The measurement
+// is of a start from a cleaned VM, not of one that races the clean.
+func (r *runner) waitReused(ctx context.Context) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		es, err := r.pool().List()
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			if e.Ready && shim.IsReusePoolKey(e.Key) {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return errors.New("no cleaned VM in the pool 2 minutes after the last run (see the shim's log: the clean failed)")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // fillPool fills the pool of mode m's configuration and waits until it is
@@ -345,7 +379,7 @@ func (r *runner) fillPoolWith(ctx context.Context, cfg string, n int) error {
 // drainPools stops the pooled VMs of the run.
 func (r *runner) drainPools(ctx context.Context) {
 	for key, cfg := range r.configs {
-		if strings.HasPrefix(key, ModeSCCPool) {
+		if strings.HasPrefix(key, ModeSCCPool) || strings.HasPrefix(key, ModeSCCReuse) {
 			if err := r.scc(ctx, "pool", "drain", "--config", cfg); err != nil {
 				r.progressf("drain pool: %v\n", err)
 			}
@@ -361,10 +395,15 @@ func shimConfig(opts Options, m Mode) string {
 	for _, p := range opts.KernelParams {
 		params = append(params, strconv.Quote(p))
 	}
+	start := "auto"
+	if m.Reuse {
+		start = "reuse"
+	}
 	return fmt.Sprintf(`state_dir = %q
 guest_dir = %q
 
 [vm]
+start = %q
 vcpus = %d
 memory_mib = %d
 log_dir = %q
@@ -377,7 +416,7 @@ dir = %q
 
 [pool]
 size = %d
-`, filepath.Join(opts.Dir, "run"), opts.GuestDir, m.VCPUs, m.VMMemoryMiB, filepath.Join(opts.Dir, "logs"), strings.Join(params, ", "),
+`, filepath.Join(opts.Dir, "run"), opts.GuestDir, start, m.VCPUs, m.VMMemoryMiB, filepath.Join(opts.Dir, "logs"), strings.Join(params, ", "),
 		m.Template, filepath.Join(opts.Dir, "snapshots"), m.Pool)
 }
 

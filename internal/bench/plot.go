@@ -76,6 +76,11 @@ func startPlot(rep *Report) (*plot.Plot, error) {
 		runcVals = append(runcVals, r)
 		sccVals = append(sccVals, Summarize(pooled.Samples).Median.Seconds())
 	}
+	if reused, ok := rep.series(ModeSCCReuse); ok && len(reused.Samples) > 0 {
+		names = append(names, "warm start\n(scc reuses a cleaned VM)")
+		runcVals = append(runcVals, r)
+		sccVals = append(sccVals, Summarize(reused.Samples).Median.Seconds())
+	}
 	p.NominalX(names...)
 	groups := []struct {
 		name string

@@ -24,6 +24,9 @@ type Mode struct {
 	// Pool is the number of ready VMs kept for the mode (scc's pool.size):
 	// its sandboxes take a VM restored and paused beforehand.
 	Pool int `json:"pool,omitempty"`
+	// Reuse is set when the mode's sandboxes take the VM of an earlier
+	// sandbox, cleaned in place (vm.start = "reuse").
+	Reuse bool `json:"reuse,omitempty"`
 }
 
 // Mode keys.
@@ -32,13 +35,12 @@ const (
 	ModeSCCCold    = "scc-cold"
 	ModeSCCRestore = "scc-restore"
 	ModeSCCPool    = "scc-pool"
+	ModeSCCReuse   = "scc-reuse"
 )
 
 // UnavailableModes are the modes the evaluation is meant to cover once
-// scc implements them; they are listed, not measured.
-var UnavailableModes = []string{
-	"scc confidential restore: reuse of a confidential VM template",
-}
+// scc implements them; they are listed, not measured. There are none.
+var UnavailableModes []string
 
 // Report is everything one benchmark run measured, with the machine it
 // ran on. It is what --json writes and what tables, plots and the

@@ -18,7 +18,13 @@ func (r *runner) start(ctx context.Context) ([]Series, error) {
 	for run := 0; run <= r.opts.Runs; run++ {
 		for i, m := range modes {
 			id := fmt.Sprintf("start-%s-%d", m.Key, run)
-			if m.Pool > 0 {
+			switch {
+			case m.Reuse && run > 0:
+				// The first run booted the VM every later one reuses.
+				if err := r.waitReused(ctx); err != nil {
+					return nil, fmt.Errorf("start %s, run %d: %w", m.Name, run, err)
+				}
+			case m.Pool > 0 && !m.Reuse:
 				if err := r.fillPool(ctx, m); err != nil {
 					return nil, fmt.Errorf("start %s, run %d: %w", m.Name, run, err)
 				}

@@ -23,9 +23,12 @@ func tables(rep *Report) []table {
 	if t, ok := startTable(rep, "Cold start", "First start of a container whose image is on the node: scc boots its VM (no template).", ModeSCCCold); ok {
 		ts = append(ts, t)
 	}
-	if t, ok := startTable(rep, "Warm start", "Start with the runtime's caches and templates warm: scc restores its VM from the configuration's template.", ModeSCCRestore, ModeSCCPool); ok {
+	if t, ok := startTable(rep, "Warm start", "Start with the runtime's caches and templates warm: scc restores its VM from the configuration's template.", ModeSCCRestore, ModeSCCPool, ModeSCCReuse); ok {
 		if p, ok := rep.series(ModeSCCPool); ok {
 			t.notes = append(t.notes, fmt.Sprintf("scc (pool): the sandbox takes one of %d VMs restored and paused beforehand (`[pool] size`), which the shim refills in the background at low priority; each run waits for a full pool first.", p.Mode.Pool))
+		}
+		if _, ok := rep.series(ModeSCCReuse); ok {
+			t.notes = append(t.notes, "scc (reuse): confidential-restore reuse (`vm.start = \"reuse\"`), for VMs whose memory cannot be saved: the sandbox takes the VM of the previous run's sandbox, which its end cleaned in place (the guest's monitor ends the tenant's processes, wipes its files and memory, restarts the agent; a new vTPM when the VM has one); each run waits for that clean to end first, the first run boots.")
 		}
 		ts = append(ts, t)
 	}

@@ -32,7 +32,9 @@ const (
 	lockName      = ".fill.lock"
 	// IDFile, in a VM's directory, holds the VM's id, which its VMM
 	// process name carries: it lets a later process check that a pid is
-	// still that VM's VMM (see vmm/qemu.ProcessOf).
+	// still that VM's VMM (see vmm/qemu.ProcessOf). It is the pool
+	// entry's id for a VM the pool started, the first sandbox's for one
+	// that a sandbox started and Put there.
 	IDFile = "vmid"
 )
 
@@ -153,6 +155,36 @@ func (p Pool) Claim(key, dst string) (Entry, error) {
 	return Entry{}, ErrEmpty
 }
 
+// Put moves dir, the directory of a running VM that served a sandbox and
+// is ready for another, into the pool under key, where Claim finds it.
+// Its IDFile must name the VM; dir must be on the pool's file system.
+func (p Pool) Put(key, dir string) (Entry, error) {
+	id, err := newID()
+	if err != nil {
+		return Entry{}, err
+	}
+	kd := p.keyDir(key)
+	if err := os.MkdirAll(kd, 0o700); err != nil {
+		return Entry{}, fmt.Errorf("create pool dir: %w", err)
+	}
+	dst := filepath.Join(kd, id)
+	if err := os.Rename(dir, dst); err != nil {
+		return Entry{}, fmt.Errorf("put VM in pool: %w", err)
+	}
+	// Claim takes the oldest first: this one is the newest.
+	now := time.Now()
+	_ = os.Chtimes(dst, now, now)
+	return Entry{Key: key, ID: id, Dir: dst, Ready: true, Created: now}, nil
+}
+
+func newID() (string, error) {
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "p" + hex.EncodeToString(b), nil
+}
+
 // Staging is a VM being added to the pool.
 type Staging struct {
 	Entry
@@ -162,11 +194,10 @@ type Staging struct {
 // Add makes the directory of a new VM of key, not yet visible to Claim.
 // Start the VM in s.Dir, then Commit it, or Abort.
 func (p Pool) Add(key string) (*Staging, error) {
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
+	id, err := newID()
+	if err != nil {
 		return nil, err
 	}
-	id := "p" + hex.EncodeToString(b)
 	kd := p.keyDir(key)
 	if err := os.MkdirAll(kd, 0o700); err != nil {
 		return nil, fmt.Errorf("create pool dir: %w", err)

@@ -132,3 +132,38 @@ func TestLockFill(t *testing.T) {
 	}
 	unlock2()
 }
+
+// A VM that served a sandbox goes back with its own id and is claimed
+// after the VMs that were ready before it.
+func TestPut(t *testing.T) {
+	root := t.TempDir()
+	p := Pool{Dir: filepath.Join(root, "pool")}
+	older := addReady(t, p, "k")
+	sb := filepath.Join(root, "sandbox")
+	if err := os.Mkdir(sb, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sb, IDFile), []byte("first-sandbox"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e, err := p.Put("k", sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(sb); !os.IsNotExist(err) {
+		t.Errorf("the sandbox directory is still there: %v", err)
+	}
+	if !e.Ready || ReadID(e.Dir) != "first-sandbox" {
+		t.Errorf("put entry %+v with id %q", e, ReadID(e.Dir))
+	}
+	ready, _ := p.Ready("k")
+	if len(ready) != 2 || ready[0].ID != older.ID || ready[1].ID != e.ID {
+		t.Fatalf("ready after put: %+v, want %s then %s", ready, older.ID, e.ID)
+	}
+	for _, want := range []string{older.ID, e.ID} {
+		got, err := p.Claim("k", filepath.Join(root, "next-"+want))
+		if err != nil || got.ID != want {
+			t.Fatalf("claim: %+v, %v; want %s", got, err, want)
+		}
+	}
+}

@@ -52,5 +52,11 @@ func (v *VM) AddNetDevice(ctx context.Context, i int) error {
 	if err := c.Execute(ctx, "device_add", args, nil); err != nil {
 		return fmt.Errorf("add net device %d: %w", i, err)
 	}
+	v.mu.Lock()
+	if v.nics == nil {
+		v.nics = make(map[int]bool)
+	}
+	v.nics[i] = true
+	v.mu.Unlock()
 	return nil
 }

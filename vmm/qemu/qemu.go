@@ -122,6 +122,7 @@ type VM struct {
 	grown    grown       // what Grow added, guarded by mu
 
 	disks map[int]string // hotplug port -> serial of the disk on it, guarded by mu
+	nics  map[int]bool   // network devices AddNetDevice added, by index, guarded by mu
 }
 
 // Config returns the VM's configuration with defaults applied and the

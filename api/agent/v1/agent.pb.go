@@ -2236,6 +2236,152 @@ func (x *OnlineResourcesResponse) GetMemoryMib() uint64 {
 	return 0
 }
 
+type CleanRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// nonce is the host's random value for this clean (32 bytes),
+	// recorded with the generation in the TPM.
+	Nonce         []byte `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CleanRequest) Reset() {
+	*x = CleanRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CleanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CleanRequest) ProtoMessage() {}
+
+func (x *CleanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CleanRequest.ProtoReflect.Descriptor instead.
+func (*CleanRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *CleanRequest) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+type ReusedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// entropy is fresh random bytes from the host (at least 32).
+	Entropy []byte `protobuf:"bytes,1,opt,name=entropy,proto3" json:"entropy,omitempty"`
+	// time is the host's wall clock.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReusedRequest) Reset() {
+	*x = ReusedRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReusedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReusedRequest) ProtoMessage() {}
+
+func (x *ReusedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReusedRequest.ProtoReflect.Descriptor instead.
+func (*ReusedRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ReusedRequest) GetEntropy() []byte {
+	if x != nil {
+		return x.Entropy
+	}
+	return nil
+}
+
+func (x *ReusedRequest) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+type ReusedResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// generation is the number of tenants the VM served before this
+	// one, as the trusted monitor counts them.
+	Generation    uint64 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReusedResponse) Reset() {
+	*x = ReusedResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReusedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReusedResponse) ProtoMessage() {}
+
+func (x *ReusedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReusedResponse.ProtoReflect.Descriptor instead.
+func (*ReusedResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ReusedResponse) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
 var File_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_agent_v1_agent_proto_rawDesc = "" +
@@ -2387,7 +2533,16 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x17OnlineResourcesResponse\x12\x14\n" +
 	"\x05vcpus\x18\x01 \x01(\rR\x05vcpus\x12\x1d\n" +
 	"\n" +
-	"memory_mib\x18\x02 \x01(\x04R\tmemoryMib2\xc4\x11\n" +
+	"memory_mib\x18\x02 \x01(\x04R\tmemoryMib\"$\n" +
+	"\fCleanRequest\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce\"Y\n" +
+	"\rReusedRequest\x12\x18\n" +
+	"\aentropy\x18\x01 \x01(\fR\aentropy\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"0\n" +
+	"\x0eReusedResponse\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x04R\n" +
+	"generation2\xc6\x12\n" +
 	"\x05Agent\x12=\n" +
 	"\x04Ping\x12\x19.scc.agent.v1.PingRequest\x1a\x1a.scc.agent.v1.PingResponse\x12O\n" +
 	"\x0fCreateContainer\x12$.scc.agent.v1.CreateContainerRequest\x1a\x16.google.protobuf.Empty\x12R\n" +
@@ -2421,7 +2576,9 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\tWritePort\x12\x1e.scc.agent.v1.WritePortRequest\x1a .scc.agent.v1.WriteStdinResponse\x12K\n" +
 	"\bReadPort\x12\x1d.scc.agent.v1.ReadPortRequest\x1a .scc.agent.v1.ReadOutputResponse\x12C\n" +
 	"\tClosePort\x12\x1e.scc.agent.v1.ClosePortRequest\x1a\x16.google.protobuf.Empty\x12^\n" +
-	"\x0fOnlineResources\x12$.scc.agent.v1.OnlineResourcesRequest\x1a%.scc.agent.v1.OnlineResourcesResponseB0Z.github.com/sccontainers/scc/api/agent/v1;agentb\x06proto3"
+	"\x0fOnlineResources\x12$.scc.agent.v1.OnlineResourcesRequest\x1a%.scc.agent.v1.OnlineResourcesResponse\x12;\n" +
+	"\x05Clean\x12\x1a.scc.agent.v1.CleanRequest\x1a\x16.google.protobuf.Empty\x12C\n" +
+	"\x06Reused\x12\x1b.scc.agent.v1.ReusedRequest\x1a\x1c.scc.agent.v1.ReusedResponseB0Z.github.com/sccontainers/scc/api/agent/v1;agentb\x06proto3"
 
 var (
 	file_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -2435,7 +2592,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(*PingRequest)(nil),             // 0: scc.agent.v1.PingRequest
 	(*PingResponse)(nil),            // 1: scc.agent.v1.PingResponse
@@ -2476,85 +2633,93 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*ClosePortRequest)(nil),        // 36: scc.agent.v1.ClosePortRequest
 	(*OnlineResourcesRequest)(nil),  // 37: scc.agent.v1.OnlineResourcesRequest
 	(*OnlineResourcesResponse)(nil), // 38: scc.agent.v1.OnlineResourcesResponse
-	nil,                             // 39: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
-	(*GuestImage)(nil),              // 40: scc.agent.v1.GuestImage
-	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),           // 42: google.protobuf.Empty
+	(*CleanRequest)(nil),            // 39: scc.agent.v1.CleanRequest
+	(*ReusedRequest)(nil),           // 40: scc.agent.v1.ReusedRequest
+	(*ReusedResponse)(nil),          // 41: scc.agent.v1.ReusedResponse
+	nil,                             // 42: scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	(*GuestImage)(nil),              // 43: scc.agent.v1.GuestImage
+	(*timestamppb.Timestamp)(nil),   // 44: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),           // 45: google.protobuf.Empty
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: scc.agent.v1.CreateContainerRequest.rootfs:type_name -> scc.agent.v1.Mount
 	4,  // 1: scc.agent.v1.CreateContainerRequest.stdio:type_name -> scc.agent.v1.StdioConfig
-	40, // 2: scc.agent.v1.CreateContainerRequest.image:type_name -> scc.agent.v1.GuestImage
+	43, // 2: scc.agent.v1.CreateContainerRequest.image:type_name -> scc.agent.v1.GuestImage
 	4,  // 3: scc.agent.v1.ExecProcessRequest.stdio:type_name -> scc.agent.v1.StdioConfig
-	41, // 4: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
+	44, // 4: scc.agent.v1.WaitProcessResponse.exited_at:type_name -> google.protobuf.Timestamp
 	15, // 5: scc.agent.v1.StatsResponse.memory_events:type_name -> scc.agent.v1.MemoryEvents
-	41, // 6: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
+	44, // 6: scc.agent.v1.RestoredRequest.time:type_name -> google.protobuf.Timestamp
 	28, // 7: scc.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> scc.agent.v1.Interface
 	29, // 8: scc.agent.v1.ConfigureNetworkRequest.routes:type_name -> scc.agent.v1.Route
-	39, // 9: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
-	0,  // 10: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
-	3,  // 11: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
-	5,  // 12: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
-	7,  // 13: scc.agent.v1.Agent.ExecProcess:input_type -> scc.agent.v1.ExecProcessRequest
-	10, // 14: scc.agent.v1.Agent.WaitProcess:input_type -> scc.agent.v1.WaitProcessRequest
-	12, // 15: scc.agent.v1.Agent.SignalProcess:input_type -> scc.agent.v1.SignalProcessRequest
-	8,  // 16: scc.agent.v1.Agent.DeleteProcess:input_type -> scc.agent.v1.ProcessRequest
-	9,  // 17: scc.agent.v1.Agent.DeleteContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 18: scc.agent.v1.Agent.PauseContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 19: scc.agent.v1.Agent.ResumeContainer:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 20: scc.agent.v1.Agent.ListPids:input_type -> scc.agent.v1.ContainerRequest
-	9,  // 21: scc.agent.v1.Agent.StatsContainer:input_type -> scc.agent.v1.ContainerRequest
-	18, // 22: scc.agent.v1.Agent.UpdateContainer:input_type -> scc.agent.v1.UpdateContainerRequest
-	16, // 23: scc.agent.v1.Agent.GetOOMEvent:input_type -> scc.agent.v1.GetOOMEventRequest
-	19, // 24: scc.agent.v1.Agent.WriteStdin:input_type -> scc.agent.v1.WriteStdinRequest
-	8,  // 25: scc.agent.v1.Agent.CloseStdin:input_type -> scc.agent.v1.ProcessRequest
-	21, // 26: scc.agent.v1.Agent.ReadStdout:input_type -> scc.agent.v1.ReadOutputRequest
-	21, // 27: scc.agent.v1.Agent.ReadStderr:input_type -> scc.agent.v1.ReadOutputRequest
-	23, // 28: scc.agent.v1.Agent.ResizePty:input_type -> scc.agent.v1.ResizePtyRequest
-	24, // 29: scc.agent.v1.Agent.Restored:input_type -> scc.agent.v1.RestoredRequest
-	25, // 30: scc.agent.v1.Agent.GetEvidence:input_type -> scc.agent.v1.GetEvidenceRequest
-	27, // 31: scc.agent.v1.Agent.SetInitData:input_type -> scc.agent.v1.SetInitDataRequest
-	30, // 32: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
-	31, // 33: scc.agent.v1.Agent.ConfigureSandbox:input_type -> scc.agent.v1.ConfigureSandboxRequest
-	32, // 34: scc.agent.v1.Agent.DialPort:input_type -> scc.agent.v1.DialPortRequest
-	34, // 35: scc.agent.v1.Agent.WritePort:input_type -> scc.agent.v1.WritePortRequest
-	35, // 36: scc.agent.v1.Agent.ReadPort:input_type -> scc.agent.v1.ReadPortRequest
-	36, // 37: scc.agent.v1.Agent.ClosePort:input_type -> scc.agent.v1.ClosePortRequest
-	37, // 38: scc.agent.v1.Agent.OnlineResources:input_type -> scc.agent.v1.OnlineResourcesRequest
-	1,  // 39: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
-	42, // 40: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
-	6,  // 41: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
-	6,  // 42: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
-	11, // 43: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
-	42, // 44: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
-	42, // 45: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
-	42, // 46: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
-	42, // 47: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
-	42, // 48: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
-	13, // 49: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
-	14, // 50: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
-	42, // 51: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
-	17, // 52: scc.agent.v1.Agent.GetOOMEvent:output_type -> scc.agent.v1.OOMEvent
-	20, // 53: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
-	42, // 54: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
-	22, // 55: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
-	22, // 56: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
-	42, // 57: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
-	42, // 58: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
-	26, // 59: scc.agent.v1.Agent.GetEvidence:output_type -> scc.agent.v1.GetEvidenceResponse
-	42, // 60: scc.agent.v1.Agent.SetInitData:output_type -> google.protobuf.Empty
-	42, // 61: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
-	42, // 62: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
-	33, // 63: scc.agent.v1.Agent.DialPort:output_type -> scc.agent.v1.DialPortResponse
-	20, // 64: scc.agent.v1.Agent.WritePort:output_type -> scc.agent.v1.WriteStdinResponse
-	22, // 65: scc.agent.v1.Agent.ReadPort:output_type -> scc.agent.v1.ReadOutputResponse
-	42, // 66: scc.agent.v1.Agent.ClosePort:output_type -> google.protobuf.Empty
-	38, // 67: scc.agent.v1.Agent.OnlineResources:output_type -> scc.agent.v1.OnlineResourcesResponse
-	39, // [39:68] is the sub-list for method output_type
-	10, // [10:39] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	42, // 9: scc.agent.v1.ConfigureSandboxRequest.sysctls:type_name -> scc.agent.v1.ConfigureSandboxRequest.SysctlsEntry
+	44, // 10: scc.agent.v1.ReusedRequest.time:type_name -> google.protobuf.Timestamp
+	0,  // 11: scc.agent.v1.Agent.Ping:input_type -> scc.agent.v1.PingRequest
+	3,  // 12: scc.agent.v1.Agent.CreateContainer:input_type -> scc.agent.v1.CreateContainerRequest
+	5,  // 13: scc.agent.v1.Agent.StartContainer:input_type -> scc.agent.v1.StartContainerRequest
+	7,  // 14: scc.agent.v1.Agent.ExecProcess:input_type -> scc.agent.v1.ExecProcessRequest
+	10, // 15: scc.agent.v1.Agent.WaitProcess:input_type -> scc.agent.v1.WaitProcessRequest
+	12, // 16: scc.agent.v1.Agent.SignalProcess:input_type -> scc.agent.v1.SignalProcessRequest
+	8,  // 17: scc.agent.v1.Agent.DeleteProcess:input_type -> scc.agent.v1.ProcessRequest
+	9,  // 18: scc.agent.v1.Agent.DeleteContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 19: scc.agent.v1.Agent.PauseContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 20: scc.agent.v1.Agent.ResumeContainer:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 21: scc.agent.v1.Agent.ListPids:input_type -> scc.agent.v1.ContainerRequest
+	9,  // 22: scc.agent.v1.Agent.StatsContainer:input_type -> scc.agent.v1.ContainerRequest
+	18, // 23: scc.agent.v1.Agent.UpdateContainer:input_type -> scc.agent.v1.UpdateContainerRequest
+	16, // 24: scc.agent.v1.Agent.GetOOMEvent:input_type -> scc.agent.v1.GetOOMEventRequest
+	19, // 25: scc.agent.v1.Agent.WriteStdin:input_type -> scc.agent.v1.WriteStdinRequest
+	8,  // 26: scc.agent.v1.Agent.CloseStdin:input_type -> scc.agent.v1.ProcessRequest
+	21, // 27: scc.agent.v1.Agent.ReadStdout:input_type -> scc.agent.v1.ReadOutputRequest
+	21, // 28: scc.agent.v1.Agent.ReadStderr:input_type -> scc.agent.v1.ReadOutputRequest
+	23, // 29: scc.agent.v1.Agent.ResizePty:input_type -> scc.agent.v1.ResizePtyRequest
+	24, // 30: scc.agent.v1.Agent.Restored:input_type -> scc.agent.v1.RestoredRequest
+	25, // 31: scc.agent.v1.Agent.GetEvidence:input_type -> scc.agent.v1.GetEvidenceRequest
+	27, // 32: scc.agent.v1.Agent.SetInitData:input_type -> scc.agent.v1.SetInitDataRequest
+	30, // 33: scc.agent.v1.Agent.ConfigureNetwork:input_type -> scc.agent.v1.ConfigureNetworkRequest
+	31, // 34: scc.agent.v1.Agent.ConfigureSandbox:input_type -> scc.agent.v1.ConfigureSandboxRequest
+	32, // 35: scc.agent.v1.Agent.DialPort:input_type -> scc.agent.v1.DialPortRequest
+	34, // 36: scc.agent.v1.Agent.WritePort:input_type -> scc.agent.v1.WritePortRequest
+	35, // 37: scc.agent.v1.Agent.ReadPort:input_type -> scc.agent.v1.ReadPortRequest
+	36, // 38: scc.agent.v1.Agent.ClosePort:input_type -> scc.agent.v1.ClosePortRequest
+	37, // 39: scc.agent.v1.Agent.OnlineResources:input_type -> scc.agent.v1.OnlineResourcesRequest
+	39, // 40: scc.agent.v1.Agent.Clean:input_type -> scc.agent.v1.CleanRequest
+	40, // 41: scc.agent.v1.Agent.Reused:input_type -> scc.agent.v1.ReusedRequest
+	1,  // 42: scc.agent.v1.Agent.Ping:output_type -> scc.agent.v1.PingResponse
+	45, // 43: scc.agent.v1.Agent.CreateContainer:output_type -> google.protobuf.Empty
+	6,  // 44: scc.agent.v1.Agent.StartContainer:output_type -> scc.agent.v1.StartResponse
+	6,  // 45: scc.agent.v1.Agent.ExecProcess:output_type -> scc.agent.v1.StartResponse
+	11, // 46: scc.agent.v1.Agent.WaitProcess:output_type -> scc.agent.v1.WaitProcessResponse
+	45, // 47: scc.agent.v1.Agent.SignalProcess:output_type -> google.protobuf.Empty
+	45, // 48: scc.agent.v1.Agent.DeleteProcess:output_type -> google.protobuf.Empty
+	45, // 49: scc.agent.v1.Agent.DeleteContainer:output_type -> google.protobuf.Empty
+	45, // 50: scc.agent.v1.Agent.PauseContainer:output_type -> google.protobuf.Empty
+	45, // 51: scc.agent.v1.Agent.ResumeContainer:output_type -> google.protobuf.Empty
+	13, // 52: scc.agent.v1.Agent.ListPids:output_type -> scc.agent.v1.ListPidsResponse
+	14, // 53: scc.agent.v1.Agent.StatsContainer:output_type -> scc.agent.v1.StatsResponse
+	45, // 54: scc.agent.v1.Agent.UpdateContainer:output_type -> google.protobuf.Empty
+	17, // 55: scc.agent.v1.Agent.GetOOMEvent:output_type -> scc.agent.v1.OOMEvent
+	20, // 56: scc.agent.v1.Agent.WriteStdin:output_type -> scc.agent.v1.WriteStdinResponse
+	45, // 57: scc.agent.v1.Agent.CloseStdin:output_type -> google.protobuf.Empty
+	22, // 58: scc.agent.v1.Agent.ReadStdout:output_type -> scc.agent.v1.ReadOutputResponse
+	22, // 59: scc.agent.v1.Agent.ReadStderr:output_type -> scc.agent.v1.ReadOutputResponse
+	45, // 60: scc.agent.v1.Agent.ResizePty:output_type -> google.protobuf.Empty
+	45, // 61: scc.agent.v1.Agent.Restored:output_type -> google.protobuf.Empty
+	26, // 62: scc.agent.v1.Agent.GetEvidence:output_type -> scc.agent.v1.GetEvidenceResponse
+	45, // 63: scc.agent.v1.Agent.SetInitData:output_type -> google.protobuf.Empty
+	45, // 64: scc.agent.v1.Agent.ConfigureNetwork:output_type -> google.protobuf.Empty
+	45, // 65: scc.agent.v1.Agent.ConfigureSandbox:output_type -> google.protobuf.Empty
+	33, // 66: scc.agent.v1.Agent.DialPort:output_type -> scc.agent.v1.DialPortResponse
+	20, // 67: scc.agent.v1.Agent.WritePort:output_type -> scc.agent.v1.WriteStdinResponse
+	22, // 68: scc.agent.v1.Agent.ReadPort:output_type -> scc.agent.v1.ReadOutputResponse
+	45, // 69: scc.agent.v1.Agent.ClosePort:output_type -> google.protobuf.Empty
+	38, // 70: scc.agent.v1.Agent.OnlineResources:output_type -> scc.agent.v1.OnlineResourcesResponse
+	45, // 71: scc.agent.v1.Agent.Clean:output_type -> google.protobuf.Empty
+	41, // 72: scc.agent.v1.Agent.Reused:output_type -> scc.agent.v1.ReusedResponse
+	42, // [42:73] is the sub-list for method output_type
+	11, // [11:42] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -2569,7 +2734,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

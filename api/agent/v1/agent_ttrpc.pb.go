@@ -38,6 +38,8 @@ type AgentService interface {
 	ReadPort(context.Context, *ReadPortRequest) (*ReadOutputResponse, error)
 	ClosePort(context.Context, *ClosePortRequest) (*emptypb.Empty, error)
 	OnlineResources(context.Context, *OnlineResourcesRequest) (*OnlineResourcesResponse, error)
+	Clean(context.Context, *CleanRequest) (*emptypb.Empty, error)
+	Reused(context.Context, *ReusedRequest) (*ReusedResponse, error)
 }
 
 func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
@@ -245,6 +247,20 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.OnlineResources(ctx, &req)
+			},
+			"Clean": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req CleanRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Clean(ctx, &req)
+			},
+			"Reused": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ReusedRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Reused(ctx, &req)
 			},
 		},
 	})
@@ -487,6 +503,22 @@ func (c *agentClient) ClosePort(ctx context.Context, req *ClosePortRequest) (*em
 func (c *agentClient) OnlineResources(ctx context.Context, req *OnlineResourcesRequest) (*OnlineResourcesResponse, error) {
 	var resp OnlineResourcesResponse
 	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "OnlineResources", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) Clean(ctx context.Context, req *CleanRequest) (*emptypb.Empty, error) {
+	var resp emptypb.Empty
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "Clean", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) Reused(ctx context.Context, req *ReusedRequest) (*ReusedResponse, error) {
+	var resp ReusedResponse
+	if err := c.client.Call(ctx, "scc.agent.v1.Agent", "Reused", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

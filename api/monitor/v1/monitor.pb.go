@@ -32,8 +32,11 @@ type InfoResponse struct {
 	// evidence_source is "snp", "tdx", "vtpm", "sim", or empty when the
 	// guest has none.
 	EvidenceSource string `protobuf:"bytes,1,opt,name=evidence_source,json=evidenceSource,proto3" json:"evidence_source,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// generation is the number of tenants the guest served before the
+	// current one: the number of cleans.
+	Generation    uint64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -71,6 +74,13 @@ func (x *InfoResponse) GetEvidenceSource() string {
 		return x.EvidenceSource
 	}
 	return ""
+}
+
+func (x *InfoResponse) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
 }
 
 type EvidenceRequest struct {
@@ -364,13 +374,62 @@ func (x *RestoredRequest) GetNonce() []byte {
 	return nil
 }
 
+type CleanRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// nonce is the host's random value for this clean, 32 bytes,
+	// recorded with the generation in the TPM.
+	Nonce         []byte `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CleanRequest) Reset() {
+	*x = CleanRequest{}
+	mi := &file_monitor_v1_monitor_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CleanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CleanRequest) ProtoMessage() {}
+
+func (x *CleanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_monitor_v1_monitor_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CleanRequest.ProtoReflect.Descriptor instead.
+func (*CleanRequest) Descriptor() ([]byte, []int) {
+	return file_monitor_v1_monitor_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CleanRequest) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
 var File_monitor_v1_monitor_proto protoreflect.FileDescriptor
 
 const file_monitor_v1_monitor_proto_rawDesc = "" +
 	"\n" +
-	"\x18monitor/v1/monitor.proto\x12\x0escc.monitor.v1\x1a\x1bgoogle/protobuf/empty.proto\"7\n" +
+	"\x18monitor/v1/monitor.proto\x12\x0escc.monitor.v1\x1a\x1bgoogle/protobuf/empty.proto\"W\n" +
 	"\fInfoResponse\x12'\n" +
-	"\x0fevidence_source\x18\x01 \x01(\tR\x0eevidenceSource\"2\n" +
+	"\x0fevidence_source\x18\x01 \x01(\tR\x0eevidenceSource\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\"2\n" +
 	"\x0fEvidenceRequest\x12\x1f\n" +
 	"\vreport_data\x18\x01 \x01(\fR\n" +
 	"reportData\"d\n" +
@@ -388,13 +447,16 @@ const file_monitor_v1_monitor_proto_rawDesc = "" +
 	"\x06pinned\x18\x05 \x01(\bR\x06pinned\"P\n" +
 	"\x0fRestoredRequest\x12'\n" +
 	"\x0fsnapshot_digest\x18\x01 \x01(\fR\x0esnapshotDigest\x12\x14\n" +
-	"\x05nonce\x18\x02 \x01(\fR\x05nonce2\xef\x02\n" +
+	"\x05nonce\x18\x02 \x01(\fR\x05nonce\"$\n" +
+	"\fCleanRequest\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce2\xae\x03\n" +
 	"\aMonitor\x12<\n" +
 	"\x04Info\x12\x16.google.protobuf.Empty\x1a\x1c.scc.monitor.v1.InfoResponse\x12M\n" +
 	"\bEvidence\x12\x1f.scc.monitor.v1.EvidenceRequest\x1a .scc.monitor.v1.EvidenceResponse\x12K\n" +
 	"\fBindInitData\x12#.scc.monitor.v1.BindInitDataRequest\x1a\x16.google.protobuf.Empty\x12E\n" +
 	"\tBindImage\x12 .scc.monitor.v1.BindImageRequest\x1a\x16.google.protobuf.Empty\x12C\n" +
-	"\bRestored\x12\x1f.scc.monitor.v1.RestoredRequest\x1a\x16.google.protobuf.EmptyB4Z2github.com/sccontainers/scc/api/monitor/v1;monitorb\x06proto3"
+	"\bRestored\x12\x1f.scc.monitor.v1.RestoredRequest\x1a\x16.google.protobuf.Empty\x12=\n" +
+	"\x05Clean\x12\x1c.scc.monitor.v1.CleanRequest\x1a\x16.google.protobuf.EmptyB4Z2github.com/sccontainers/scc/api/monitor/v1;monitorb\x06proto3"
 
 var (
 	file_monitor_v1_monitor_proto_rawDescOnce sync.Once
@@ -408,7 +470,7 @@ func file_monitor_v1_monitor_proto_rawDescGZIP() []byte {
 	return file_monitor_v1_monitor_proto_rawDescData
 }
 
-var file_monitor_v1_monitor_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_monitor_v1_monitor_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_monitor_v1_monitor_proto_goTypes = []any{
 	(*InfoResponse)(nil),        // 0: scc.monitor.v1.InfoResponse
 	(*EvidenceRequest)(nil),     // 1: scc.monitor.v1.EvidenceRequest
@@ -416,21 +478,24 @@ var file_monitor_v1_monitor_proto_goTypes = []any{
 	(*BindInitDataRequest)(nil), // 3: scc.monitor.v1.BindInitDataRequest
 	(*BindImageRequest)(nil),    // 4: scc.monitor.v1.BindImageRequest
 	(*RestoredRequest)(nil),     // 5: scc.monitor.v1.RestoredRequest
-	(*emptypb.Empty)(nil),       // 6: google.protobuf.Empty
+	(*CleanRequest)(nil),        // 6: scc.monitor.v1.CleanRequest
+	(*emptypb.Empty)(nil),       // 7: google.protobuf.Empty
 }
 var file_monitor_v1_monitor_proto_depIdxs = []int32{
-	6, // 0: scc.monitor.v1.Monitor.Info:input_type -> google.protobuf.Empty
+	7, // 0: scc.monitor.v1.Monitor.Info:input_type -> google.protobuf.Empty
 	1, // 1: scc.monitor.v1.Monitor.Evidence:input_type -> scc.monitor.v1.EvidenceRequest
 	3, // 2: scc.monitor.v1.Monitor.BindInitData:input_type -> scc.monitor.v1.BindInitDataRequest
 	4, // 3: scc.monitor.v1.Monitor.BindImage:input_type -> scc.monitor.v1.BindImageRequest
 	5, // 4: scc.monitor.v1.Monitor.Restored:input_type -> scc.monitor.v1.RestoredRequest
-	0, // 5: scc.monitor.v1.Monitor.Info:output_type -> scc.monitor.v1.InfoResponse
-	2, // 6: scc.monitor.v1.Monitor.Evidence:output_type -> scc.monitor.v1.EvidenceResponse
-	6, // 7: scc.monitor.v1.Monitor.BindInitData:output_type -> google.protobuf.Empty
-	6, // 8: scc.monitor.v1.Monitor.BindImage:output_type -> google.protobuf.Empty
-	6, // 9: scc.monitor.v1.Monitor.Restored:output_type -> google.protobuf.Empty
-	5, // [5:10] is the sub-list for method output_type
-	0, // [0:5] is the sub-list for method input_type
+	6, // 5: scc.monitor.v1.Monitor.Clean:input_type -> scc.monitor.v1.CleanRequest
+	0, // 6: scc.monitor.v1.Monitor.Info:output_type -> scc.monitor.v1.InfoResponse
+	2, // 7: scc.monitor.v1.Monitor.Evidence:output_type -> scc.monitor.v1.EvidenceResponse
+	7, // 8: scc.monitor.v1.Monitor.BindInitData:output_type -> google.protobuf.Empty
+	7, // 9: scc.monitor.v1.Monitor.BindImage:output_type -> google.protobuf.Empty
+	7, // 10: scc.monitor.v1.Monitor.Restored:output_type -> google.protobuf.Empty
+	7, // 11: scc.monitor.v1.Monitor.Clean:output_type -> google.protobuf.Empty
+	6, // [6:12] is the sub-list for method output_type
+	0, // [0:6] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -447,7 +512,7 @@ func file_monitor_v1_monitor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_monitor_v1_monitor_proto_rawDesc), len(file_monitor_v1_monitor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

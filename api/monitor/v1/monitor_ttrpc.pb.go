@@ -14,6 +14,7 @@ type MonitorService interface {
 	BindInitData(context.Context, *BindInitDataRequest) (*emptypb.Empty, error)
 	BindImage(context.Context, *BindImageRequest) (*emptypb.Empty, error)
 	Restored(context.Context, *RestoredRequest) (*emptypb.Empty, error)
+	Clean(context.Context, *CleanRequest) (*emptypb.Empty, error)
 }
 
 func RegisterMonitorService(srv *ttrpc.Server, svc MonitorService) {
@@ -53,6 +54,13 @@ func RegisterMonitorService(srv *ttrpc.Server, svc MonitorService) {
 					return nil, err
 				}
 				return svc.Restored(ctx, &req)
+			},
+			"Clean": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req CleanRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Clean(ctx, &req)
 			},
 		},
 	})
@@ -103,6 +111,14 @@ func (c *monitorClient) BindImage(ctx context.Context, req *BindImageRequest) (*
 func (c *monitorClient) Restored(ctx context.Context, req *RestoredRequest) (*emptypb.Empty, error) {
 	var resp emptypb.Empty
 	if err := c.client.Call(ctx, "scc.monitor.v1.Monitor", "Restored", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *monitorClient) Clean(ctx context.Context, req *CleanRequest) (*emptypb.Empty, error) {
+	var resp emptypb.Empty
+	if err := c.client.Call(ctx, "scc.monitor.v1.Monitor", "Clean", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

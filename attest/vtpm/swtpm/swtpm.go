@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,8 +34,13 @@ import (
 
 const (
 	ctrlSocketName = "swtpm-ctrl.sock"
-	cmdSocketName  = "swtpm-cmd.sock"
-	logFileName    = "swtpm.log"
+	// CmdSocketName is the TPM command socket's name in the emulator's
+	// directory (WithCommandSocket).
+	CmdSocketName = "swtpm-cmd.sock"
+	logFileName   = "swtpm.log"
+	// PidFileName, in the directory of an emulator started Detached,
+	// holds its pid.
+	PidFileName = "swtpm.pid"
 
 	// maxSocketPath is sun_path's size on Linux less the terminating NUL.
 	maxSocketPath = 107
@@ -76,6 +82,7 @@ type Swtpm struct {
 
 type config struct {
 	cmdSocket bool
+	detached  bool
 }
 
 // Option changes how StartSwtpm runs the emulator.
@@ -86,6 +93,17 @@ type Option func(*config)
 // then talks to it. Do not hand such an emulator to QEMU.
 func WithCommandSocket() Option {
 	return func(c *config) { c.cmdSocket = true }
+}
+
+// Detached starts the emulator in a session of its own without a
+// parent-death signal, so that it outlives the process that started it,
+// and in dir, which it names only relatively: dir may be renamed while
+// it runs (a pooled VM's directory moves to the sandbox that takes it),
+// its state, log and sockets move with it. It writes its pid to
+// PidFileName there; ProcessOf finds it. Whoever owns it last must stop
+// it.
+func Detached() Option {
+	return func(c *config) { c.detached = true }
 }
 
 // StartSwtpm starts an emulator whose state lives in dir (created if
@@ -113,7 +131,7 @@ func StartSwtpm(ctx context.Context, dir string, opts ...Option) (*Swtpm, error)
 		exited:   make(chan struct{}),
 	}
 	if cfg.cmdSocket {
-		s.CmdPath = filepath.Join(dir, cmdSocketName)
+		s.CmdPath = filepath.Join(dir, CmdSocketName)
 	}
 	for _, p := range []string{s.CtrlPath, s.CmdPath} {
 		if len(p) > maxSocketPath {
@@ -127,22 +145,35 @@ func StartSwtpm(ctx context.Context, dir string, opts ...Option) (*Swtpm, error)
 		}
 	}
 
+	// A detached emulator runs in dir and names its files relatively,
+	// so that they follow dir when it is renamed.
+	in := func(name string) string { return filepath.Join(dir, name) }
+	if cfg.detached {
+		in = func(name string) string { return name }
+	}
 	args := []string{
 		"socket", "--tpm2",
-		"--tpmstate", "dir=" + dir,
-		"--ctrl", "type=unixio,path=" + s.CtrlPath,
-		"--log", "file=" + filepath.Join(dir, logFileName),
+		"--tpmstate", "dir=" + in("."),
+		"--ctrl", "type=unixio,path=" + in(ctrlSocketName),
+		"--log", "file=" + in(logFileName),
 	}
 	if cfg.cmdSocket {
 		args = append(args,
-			"--server", "type=unixio,path="+s.CmdPath,
+			"--server", "type=unixio,path="+in(CmdSocketName),
 			"--flags", "not-need-init,startup-clear")
+	}
+	if cfg.detached {
+		args = append(args, "--pid", "file="+PidFileName)
 	}
 	// Not CommandContext: ctx bounds the start, not the emulator's life.
 	s.cmd = exec.Command(bin, args...)
 	var stderr bytes.Buffer
 	s.cmd.Stderr = &stderr
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if cfg.detached {
+		s.cmd.Dir = dir
+		s.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start swtpm: %w", err)
 	}
@@ -265,4 +296,36 @@ func (s *Swtpm) stop() error {
 		return fmt.Errorf("stop swtpm: %w", err)
 	}
 	return nil
+}
+
+// ProcessOf returns the pid of the running emulator started Detached in
+// dir, wherever dir was when it started, or 0: the pid file is checked
+// against the process's working directory and program, so a recycled pid
+// is never taken for it.
+func ProcessOf(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, PidFileName))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	proc := filepath.Join("/proc", strconv.Itoa(pid))
+	cwd, err := os.Readlink(filepath.Join(proc, "cwd"))
+	if err != nil {
+		return 0
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return 0
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	exe, err := os.Readlink(filepath.Join(proc, "exe"))
+	if err != nil || cwd != abs || filepath.Base(exe) != Binary {
+		return 0
+	}
+	return pid
 }

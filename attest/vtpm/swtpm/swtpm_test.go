@@ -263,3 +263,43 @@ func helperParent(dir string) {
 	time.Sleep(time.Minute) // killed by the parent test
 	os.Exit(1)
 }
+
+// A detached emulator keeps working, and is found, after its directory
+// is renamed.
+func TestDetachedFollowsRename(t *testing.T) {
+	requiresSwtpm(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	root := t.TempDir()
+	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
+	s, err := StartSwtpm(ctx, a, WithCommandSocket(), Detached())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop() })
+	if got := ProcessOf(a); got != s.Pid() {
+		t.Fatalf("ProcessOf(%s) = %d, want %d", a, got, s.Pid())
+	}
+	if err := os.Rename(a, b); err != nil {
+		t.Fatal(err)
+	}
+	if got := ProcessOf(b); got != s.Pid() {
+		t.Fatalf("after rename: ProcessOf(%s) = %d, want %d", b, got, s.Pid())
+	}
+	if got := ProcessOf(t.TempDir()); got != 0 {
+		t.Errorf("ProcessOf of another directory = %d", got)
+	}
+	moved := &Swtpm{CmdPath: filepath.Join(b, CmdSocketName)}
+	tpm, err := moved.OpenTPM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tpm.Close()
+	if _, err := (tpm2.Shutdown{ShutdownType: tpm2.TPMSUState}).Execute(tpm); err != nil {
+		t.Fatalf("TPM2_Shutdown after rename: %v", err)
+	}
+	// The state was saved in the directory's new place.
+	if _, err := os.Stat(filepath.Join(b, "tpm2-00.permall")); err != nil {
+		t.Errorf("state after rename: %v", err)
+	}
+}
