@@ -340,7 +340,7 @@ echo "tampered $(nsenter -t 1 -m grep -c tampered /etc/scc/modules)"
 	}
 	// The shim tries the clean after ctr returns; the VM must go, not
 	// come back.
-	waitGone(t, ctx, filepath.Join(env.run, "reuse-tamper"))
+	waitDirGone(t, ctx, filepath.Join(env.run, "reuse-tamper"))
 	if vms := readyVMs(t, ctx, cfgPath); len(vms) != 0 {
 		t.Fatalf("a VM whose clean failed was pooled: %v", vms)
 	}
@@ -357,8 +357,8 @@ echo "tampered $(nsenter -t 1 -m grep -c tampered /etc/scc/modules)"
 	waitReady(t, ctx, cfgPath, 1)
 }
 
-// waitGone waits until the state directory dir is removed.
-func waitGone(t *testing.T, ctx context.Context, dir string) {
+// waitDirGone waits until the state directory dir is removed.
+func waitDirGone(t *testing.T, ctx context.Context, dir string) {
 	t.Helper()
 	for {
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
@@ -401,7 +401,7 @@ func TestReuseVMKilled(t *testing.T) {
 	waitStatus(t, ctx, id, "STOPPED")
 	ctr(t, ctx, "", "task", "delete", id)
 	ctr(t, ctx, "", "containers", "delete", id)
-	waitGone(t, ctx, dir)
+	waitDirGone(t, ctx, dir)
 	for processExists(tpm) {
 		select {
 		case <-ctx.Done():
