@@ -121,7 +121,7 @@ func TestUnder(t *testing.T) {
 	}
 }
 
-// fakePort makes a sysfs-like directory of virtio-serial ports.
+// fakePort adds a virtio-serial port's directory to a sysfs-like one.
 func fakePort(t *testing.T, sys, dev, name string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Join(sys, dev), 0o755); err != nil {
@@ -165,5 +165,21 @@ func TestWaitReplaced(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("waitReplaced did not see the replaced ports")
+	}
+}
+
+func TestInitOnFree(t *testing.T) {
+	for cmdline, want := range map[string]bool{
+		"console=ttyS0 init_on_free=1":         true,
+		"init_on_free=on quiet":                true,
+		"console=ttyS0":                        false,
+		"init_on_free=0":                       false,
+		"init_on_free=1 init_on_free=0":        false,
+		"init_on_free=0 init_on_free=1":        true,
+		"xinit_on_free=1 init_on_free_pages=1": false,
+	} {
+		if got := initOnFree(cmdline); got != want {
+			t.Errorf("initOnFree(%q) = %v", cmdline, got)
+		}
 	}
 }

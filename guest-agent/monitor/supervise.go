@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,7 +136,7 @@ func (s *supervisor) runAgent(ctx context.Context) error {
 // requestClean arms a clean for when the running agent exits. It fails,
 // arming nothing, when the guest cannot be cleaned.
 func (s *supervisor) requestClean(ctx context.Context, nonce [32]byte) error {
-	if v, _ := initsys.CmdlineValue(s.cmdline, paramInitOnFree); v != "1" && v != "on" {
+	if !initOnFree(s.cmdline) {
 		return errNoInitOnFree
 	}
 	if _, ok := initsys.CmdlineValue(s.cmdline, agentapi.TPMParam); s.meter.hasTPM() && !ok {
@@ -191,3 +192,20 @@ func (s *supervisor) portNames() []string {
 // paramInitOnFree is the kernel parameter that makes the kernel zero
 // every page it frees.
 const paramInitOnFree = "init_on_free"
+
+// initOnFree reports whether the kernel command line turns
+// init_on_free on: its last occurrence counts, as for the kernel.
+func initOnFree(cmdline string) bool {
+	on := false
+	for _, f := range strings.Fields(cmdline) {
+		if k, v, _ := strings.Cut(f, "="); k == paramInitOnFree {
+			switch strings.ToLower(v) {
+			case "1", "y", "yes", "on", "true":
+				on = true
+			default:
+				on = false
+			}
+		}
+	}
+	return on
+}
