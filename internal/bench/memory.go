@@ -77,6 +77,9 @@ func (r *runner) pooledMemory(ctx context.Context) *MemoryResult {
 		r.progressf("  %-16s failed: %v\n", m.Name, err)
 		return res
 	}
+	// The pool lists every key's VMs: those the start phase left (its
+	// pool and reuse modes) must not be counted as these.
+	r.drainPools(ctx)
 	key := fmt.Sprintf("%s-idle-%d", m.Key, m.VMMemoryMiB)
 	cfg := filepath.Join(r.opts.Dir, key+".toml")
 	if err := os.WriteFile(cfg, []byte(shimConfig(r.opts, m)), 0o644); err != nil {
